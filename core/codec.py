@@ -1,0 +1,471 @@
+"""Codec: events to JSON bytes (orjson) and back, exactly.
+
+Encoding lets orjson walk the dataclass natively (it handles datetimes, UUIDs, enums,
+tuples and nested dataclasses in C) and only checks what orjson would silently change:
+a float field holding NaN or infinity would be written as ``null``. Fields whose type
+cannot hold a float are never walked, so most events pay nothing for the check.
+
+Decoding is driven by each class's type hints, compiled once into a plan of per-field
+converters. Every mismatch is an ``EventDecodeError`` naming the type and the field
+path (``lines.0.qty``); unknown fields are refused too, so a typo never vanishes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
+from datetime import date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar, get_args, get_origin
+from uuid import UUID
+
+import orjson
+
+from .errors import EventDecodeError, EventDefinitionError, EventEncodeError
+from .events import Event, EventRegistry, default_registry
+
+__all__ = ["decode", "decode_as", "encode", "from_dict", "to_dict"]
+
+E = TypeVar("E", bound=Event)
+Converter = Callable[[Any], Any]
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+
+class _FieldError(Exception):
+    """A converter's complaint; the path is filled in on the way out."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        self.path: list[str] = []
+
+
+def _bad(expected: str, value: Any) -> _FieldError:
+    return _FieldError(f"expected {expected}, got {type(value).__name__} {value!r:.60}")
+
+
+# -- decoding: converters -------------------------------------------------------------
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _conv_str(value: Any) -> Any:
+    if type(value) is str:
+        return value
+    raise _bad("str", value)
+
+
+def _conv_int(value: Any) -> Any:
+    if type(value) is int:
+        return value
+    raise _bad("int", value)
+
+
+def _conv_float(value: Any) -> Any:
+    t = type(value)
+    if t is float:
+        return value
+    if t is int:
+        return float(value)
+    raise _bad("float", value)
+
+
+def _conv_bool(value: Any) -> Any:
+    if type(value) is bool:
+        return value
+    raise _bad("bool", value)
+
+
+def _conv_none(value: Any) -> Any:
+    if value is None:
+        return None
+    raise _bad("null", value)
+
+
+def _parse_with(kind: type, parse: Callable[[str], Any]) -> Converter:
+    label = kind.__name__
+
+    def conv(value: Any) -> Any:
+        if type(value) is not str:
+            raise _bad(f"{label} as a string", value)
+        try:
+            return parse(value)
+        except (ValueError, InvalidOperation) as exc:
+            raise _FieldError(f"invalid {label} {value!r:.60}: {exc}") from None
+
+    return conv
+
+
+_conv_datetime = _parse_with(datetime, datetime.fromisoformat)
+_conv_date = _parse_with(date, date.fromisoformat)
+_conv_time = _parse_with(time, time.fromisoformat)
+_conv_uuid = _parse_with(UUID, UUID)
+_conv_decimal = _parse_with(Decimal, Decimal)
+
+
+def _conv_enum(kind: type[enum.Enum]) -> Converter:
+    def conv(value: Any) -> Any:
+        try:
+            return kind(value)
+        except ValueError:
+            choices = ", ".join(repr(m.value) for m in kind)
+            raise _FieldError(f"{value!r:.60} is not a {kind.__name__} ({choices})") from None
+
+    return conv
+
+
+def _conv_sequence(item: Converter, make: Callable[[list[Any]], Any], label: str) -> Converter:
+    def conv(value: Any) -> Any:
+        if type(value) is not list:
+            raise _bad(label, value)
+        out = []
+        for i, v in enumerate(value):
+            try:
+                out.append(item(v))
+            except _FieldError as err:
+                err.path.insert(0, str(i))
+                raise
+        return make(out)
+
+    return conv
+
+
+def _conv_fixed_tuple(items: tuple[Converter, ...]) -> Converter:
+    def conv(value: Any) -> Any:
+        if type(value) is not list or len(value) != len(items):
+            raise _bad(f"an array of {len(items)}", value)
+        out = []
+        for i, (c, v) in enumerate(zip(items, value, strict=True)):
+            try:
+                out.append(c(v))
+            except _FieldError as err:
+                err.path.insert(0, str(i))
+                raise
+        return tuple(out)
+
+    return conv
+
+
+def _conv_dict(key: Converter, val: Converter) -> Converter:
+    def conv(value: Any) -> Any:
+        if type(value) is not dict:
+            raise _bad("an object", value)
+        out = {}
+        for k, v in value.items():
+            try:
+                out[key(k)] = val(v)
+            except _FieldError as err:
+                err.path.insert(0, str(k))
+                raise
+        return out
+
+    return conv
+
+
+def _conv_union(options: tuple[Converter, ...], label: str) -> Converter:
+    def conv(value: Any) -> Any:
+        for c in options:
+            try:
+                return c(value)
+            except _FieldError:
+                continue
+        raise _bad(label, value)
+
+    return conv
+
+
+def _conv_optional(inner: Converter) -> Converter:
+    def conv(value: Any) -> Any:
+        return None if value is None else inner(value)
+
+    return conv
+
+
+def _conv_literal(choices: tuple[Any, ...]) -> Converter:
+    def conv(value: Any) -> Any:
+        if value in choices:
+            return value
+        raise _FieldError(f"{value!r:.60} is not one of {choices!r}")
+
+    return conv
+
+
+_SCALARS: dict[Any, Converter] = {
+    str: _conv_str,
+    int: _conv_int,
+    float: _conv_float,
+    bool: _conv_bool,
+    type(None): _conv_none,
+    None: _conv_none,
+    datetime: _conv_datetime,
+    date: _conv_date,
+    time: _conv_time,
+    UUID: _conv_uuid,
+    Decimal: _conv_decimal,
+    Any: _identity,
+    object: _identity,
+}
+
+
+class _Plan:
+    """How to decode one dataclass: (name, converter, required) per init field."""
+
+    __slots__ = ("cls", "fields", "label", "names")
+
+    def __init__(self, cls: type, label: str) -> None:
+        self.cls = cls
+        self.label = label
+        self.fields: list[tuple[str, Converter, bool]] = []
+        self.names: frozenset[str] = frozenset()
+
+
+_plans: dict[type, _Plan] = {}
+_float_fields: dict[type, tuple[str, ...]] = {}
+
+
+def _plan(cls: type) -> _Plan:
+    plan = _plans.get(cls)
+    if plan is not None:
+        return plan
+    label = getattr(cls, "event_type", cls.__qualname__)
+    plan = _Plan(cls, label)
+    _plans[cls] = plan  # registered first so recursive types terminate
+    try:
+        hints = typing.get_type_hints(cls)
+        fields = []
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            fields.append((f.name, _converter(hints[f.name], f.name), required))
+    except EventDefinitionError:
+        del _plans[cls]
+        raise
+    except (NameError, TypeError, KeyError) as exc:
+        del _plans[cls]
+        raise EventDefinitionError(cls.__qualname__, f"cannot read field types: {exc}") from None
+    plan.fields = fields
+    plan.names = frozenset(name for name, _, _ in fields)
+    return plan
+
+
+def _converter(tp: Any, where: str) -> Converter:
+    if tp in _SCALARS:
+        return _SCALARS[tp]
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        non_none = tuple(a for a in args if a is not type(None))
+        if len(non_none) == 1 and len(args) == 2:
+            return _conv_optional(_converter(non_none[0], where))
+        return _conv_union(tuple(_converter(a, where) for a in args), str(tp))
+    if origin is typing.Literal:
+        return _conv_literal(args)
+    if origin is typing.Annotated:
+        return _converter(args[0], where)
+    if origin in (list, tuple, set, frozenset, dict) or tp in (list, tuple, set, frozenset, dict):
+        return _container(origin or tp, args, where)
+    if isinstance(tp, type):
+        if issubclass(tp, enum.Enum):
+            return _conv_enum(tp)
+        if dataclasses.is_dataclass(tp):
+            return _conv_dataclass(tp)
+    raise EventDefinitionError(where, f"field type {tp!r} is not supported by the codec")
+
+
+def _container(origin: Any, args: tuple[Any, ...], where: str) -> Converter:
+    if origin is dict:
+        key, val = args if args else (str, Any)
+        if key not in (str, Any):
+            raise EventDefinitionError(where, "dict keys must be str to round-trip through JSON")
+        return _conv_dict(_conv_str, _converter(val, where))
+    item_tp = args[0] if args else Any
+    if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+        if args == ((),):
+            return _conv_fixed_tuple(())
+        return _conv_fixed_tuple(tuple(_converter(a, where) for a in args))
+    item = _converter(item_tp, where)
+    if origin is list:
+        return _conv_sequence(item, _identity, "an array")
+    if origin is tuple:
+        return _conv_sequence(item, tuple, "an array")
+    if origin is set:
+        return _conv_sequence(item, set, "an array")
+    return _conv_sequence(item, frozenset, "an array")
+
+
+def _conv_dataclass(cls: type) -> Converter:
+    def conv(value: Any) -> Any:
+        if type(value) is not dict:
+            raise _bad(f"an object for {cls.__name__}", value)
+        return _build(_plan(cls), value)
+
+    return conv
+
+
+def _build(plan: _Plan, data: Mapping[str, Any]) -> Any:
+    kwargs: dict[str, Any] = {}
+    for name, conv, required in plan.fields:
+        if name in data:
+            try:
+                kwargs[name] = conv(data[name])
+            except _FieldError as err:
+                err.path.insert(0, name)
+                raise
+        elif required:
+            missing = _FieldError("is missing")
+            missing.path.append(name)
+            raise missing
+    if len(kwargs) != len(data):
+        extra = sorted(k for k in data if k not in plan.names)
+        if extra:
+            raise _FieldError(f"unexpected field(s) {', '.join(map(repr, extra))}")
+    return plan.cls(**kwargs)
+
+
+def from_dict(cls: type[E], data: Mapping[str, Any]) -> E:
+    """Build ``cls`` from JSON-compatible data, checking every field."""
+    if not isinstance(data, Mapping):
+        raise EventDecodeError(
+            cls.event_type, None, f"expected an object, got {type(data).__name__}"
+        )
+    try:
+        event: E = _build(_plan(cls), data)
+    except _FieldError as err:
+        raise EventDecodeError(cls.event_type, ".".join(err.path) or None, err.problem) from None
+    except (TypeError, ValueError) as exc:  # the class's own __post_init__ validation
+        raise EventDecodeError(cls.event_type, None, str(exc)) from None
+    return event
+
+
+# -- encoding -------------------------------------------------------------------------
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise TypeError(f"Decimal {value} has no JSON form")
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise TypeError(f"type {type(value).__name__} is not supported")
+
+
+def _may_hold_float(tp: Any, seen: set[Any]) -> bool:
+    if tp is float or tp is Any or tp is object:
+        return True
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if tp in seen:
+            return False
+        seen.add(tp)
+        hints = typing.get_type_hints(tp)
+        return any(_may_hold_float(hints[f.name], seen) for f in dataclasses.fields(tp))
+    return any(_may_hold_float(a, seen) for a in get_args(tp) if a is not Ellipsis)
+
+
+def _float_field_names(cls: type) -> tuple[str, ...]:
+    names = _float_fields.get(cls)
+    if names is None:
+        hints = typing.get_type_hints(cls)
+        names = tuple(
+            f.name for f in dataclasses.fields(cls) if _may_hold_float(hints[f.name], set())
+        )
+        _float_fields[cls] = names
+    return names
+
+
+def _find(value: Any, bad: Callable[[Any], str | None], path: list[str]) -> str | None:
+    """Depth-first search for a value ``bad`` complains about; fills ``path``."""
+    problem = bad(value)
+    if problem is not None:
+        return problem
+    items: Any
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = enumerate(value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+    else:
+        return None
+    for key, item in items:
+        path.append(str(key))
+        problem = _find(item, bad, path)
+        if problem is not None:
+            return problem
+        path.pop()
+    return None
+
+
+def _non_finite(value: Any) -> str | None:
+    if type(value) is float and not math.isfinite(value):
+        return f"{value!r} has no JSON form (it would be stored as null)"
+    return None
+
+
+def _out_of_range(value: Any) -> str | None:
+    if type(value) is int and not _INT_MIN <= value <= _INT_MAX:
+        return f"integer {value} is beyond the 64-bit range JSON readers accept"
+    return None
+
+
+def encode(event: Event) -> bytes:
+    """The event as orjson bytes; EventEncodeError for any value JSON would not carry
+    faithfully."""
+    cls = type(event)
+    for name in _float_field_names(cls):
+        path = [name]
+        problem = _find(getattr(event, name), _non_finite, path)
+        if problem is not None:
+            raise EventEncodeError(cls.event_type, ".".join(path), problem)
+    try:
+        return orjson.dumps(event, default=_default)
+    except orjson.JSONEncodeError as exc:
+        path = []
+        problem = _find(event, _out_of_range, path)
+        if problem is None:
+            problem = str(exc)
+            path = []
+        raise EventEncodeError(cls.event_type, ".".join(path) or None, problem) from None
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    """The event as JSON-compatible data (strings for datetimes, UUIDs and decimals)."""
+    data: dict[str, Any] = orjson.loads(encode(event))
+    return data
+
+
+def decode_as(cls: type[E], payload: bytes | str) -> E:
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise EventDecodeError(cls.event_type, None, f"payload is not JSON: {exc}") from None
+    return from_dict(cls, data)
+
+
+def decode(
+    type_name: str,
+    payload: bytes | str | Mapping[str, Any],
+    *,
+    version: int | None = None,
+    registry: EventRegistry = default_registry,
+) -> Event:
+    """Decode a stored payload by its type name, upcasting older schema versions."""
+    cls = registry.resolve(type_name)
+    if isinstance(payload, bytes | str):
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise EventDecodeError(type_name, None, f"payload is not JSON: {exc}") from None
+    else:
+        data = dict(payload)
+    if version is not None and version != cls.event_version:
+        data = registry.upcast(type_name, version, data)
+    return from_dict(cls, data)

@@ -1,0 +1,269 @@
+"""Store: the protocols of the durable event log and the dead-letter queue, and the
+records they hand back.
+
+The protocols speak of sequence numbers, consumer groups, leases and snapshots, never of
+tables or pragmas, so that a distributed engine can implement them later. ``memory``
+holds the reference implementation; ``plugins.sqlite`` the embedded default.
+
+Promises every implementation keeps (the store contract suite checks them):
+
+* ``append`` assigns global, gap-free, contiguous sequence numbers inside the write and
+  returns only after the write is durable (as durable as the store is configured).
+* An event id is unique: appending it again returns the original sequence number with
+  ``duplicate=True`` and appends nothing.
+* ``appended_at`` never decreases along the sequence; ``since``/``until`` select by it.
+* Reads stream in batches in sequence order and verify each payload's checksum; a
+  mismatch raises ``ChecksumMismatchError`` for that sequence number only.
+* ``commit_progress`` moves a group's checkpoint and records dead letters atomically.
+* ``resolve_dead_letter`` is a compare-and-set: it returns True exactly once per entry.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+from .codec import decode
+from .events import Event, EventRegistry, default_registry
+
+__all__ = [
+    "AppendResult",
+    "DeadLetter",
+    "DeadLetterQueue",
+    "DeadLetterReason",
+    "DeadLetterStatus",
+    "EventStore",
+    "GroupInfo",
+    "Lease",
+    "Snapshot",
+    "StoredEvent",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where an appended event landed; ``duplicate`` when its id was already stored."""
+
+    seq: int
+    event_id: UUID
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One record of the log: the event's payload plus what the store knows of it."""
+
+    seq: int
+    event_id: UUID
+    type_name: str
+    version: int
+    created_at: datetime
+    appended_at: datetime
+    payload: bytes
+    correlation_id: UUID | None = None
+    causation_id: UUID | None = None
+
+    def decode(self, registry: EventRegistry = default_registry) -> Event:
+        """The event object; UnknownEventTypeError / EventDecodeError name this seq."""
+        from .errors import EventDecodeError
+
+        try:
+            return decode(self.type_name, self.payload, version=self.version, registry=registry)
+        except EventDecodeError as exc:
+            raise EventDecodeError(exc.type_name, exc.field, exc.problem, seq=self.seq) from None
+
+
+class DeadLetterReason(enum.StrEnum):
+    """Why a handler gave up on an event."""
+
+    EXHAUSTED = "exhausted"  # the last allowed attempt raised
+    TIMEOUT = "timeout"  # the last allowed attempt timed out
+    BREAKER_OPEN = "breaker_open"  # the handler's circuit breaker refused the call
+    DECODE_ERROR = "decode_error"  # the stored event could not be decoded
+    NOT_RETRYABLE = "not_retryable"  # the exception is marked as never retried
+
+
+class DeadLetterStatus(enum.StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A handler's final failure on one event. ``id`` is assigned by the queue; ``seq`` is
+    None when the bus has no store. ``source`` says where it happened (``live``,
+    ``replay``, ``redrive``)."""
+
+    event_id: UUID
+    event_type: str
+    handler: str
+    reason: DeadLetterReason
+    error_type: str
+    message: str
+    traceback: str
+    attempts: int
+    first_failure_at: datetime
+    last_failure_at: datetime
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    seq: int | None = None
+    group: str | None = None
+    source: str = "live"
+    id: int | None = None
+    status: DeadLetterStatus = DeadLetterStatus.OPEN
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A projection's state saved at a log position."""
+
+    id: int
+    name: str
+    seq: int
+    state: Mapping[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The right of one live consumer to process a group."""
+
+    group: str
+    holder: str
+    expires_at: float  # wall-clock seconds since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A consumer group's position and who holds it."""
+
+    group: str
+    checkpoint: int
+    lag: int
+    holder: str | None = None
+    lease_expires_at: float | None = None
+
+
+@runtime_checkable
+class DeadLetterQueue(Protocol):
+    """Where handlers' final failures are kept until someone re-drives or purges them."""
+
+    async def add_dead_letters(self, entries: Sequence[DeadLetter]) -> list[int]:
+        """Store entries (their ``id`` is ignored) and return the assigned ids."""
+        ...
+
+    async def list_dead_letters(
+        self,
+        *,
+        handler: str | None = None,
+        event_type: str | None = None,
+        status: DeadLetterStatus | None = DeadLetterStatus.OPEN,
+        limit: int | None = None,
+    ) -> list[DeadLetter]: ...
+
+    async def get_dead_letter(self, entry_id: int) -> DeadLetter:
+        """The entry; DeadLetterNotFoundError if there is none."""
+        ...
+
+    async def resolve_dead_letter(self, entry_id: int, resolution: str, at: datetime) -> bool:
+        """Mark an open entry resolved; False if it was already resolved (compare-and-set)."""
+        ...
+
+    async def record_dead_letter_failure(
+        self, entry_id: int, *, error_type: str, message: str, traceback: str, at: datetime
+    ) -> None:
+        """A re-drive failed again: bump attempts, update the error and last failure."""
+        ...
+
+    async def purge_dead_letters(self, *, resolved_only: bool = False) -> int:
+        """Delete entries (all, or only resolved ones); returns how many."""
+        ...
+
+    async def count_dead_letters(
+        self, status: DeadLetterStatus | None = DeadLetterStatus.OPEN
+    ) -> int: ...
+
+
+@runtime_checkable
+class EventStore(DeadLetterQueue, Protocol):
+    """A durable, totally ordered event log with consumer groups and snapshots."""
+
+    @property
+    def url(self) -> str:
+        """Where the store lives, without credentials."""
+        ...
+
+    @property
+    def durability(self) -> str:
+        """A short sentence: what an event whose append returned survives."""
+        ...
+
+    async def append(self, events: Sequence[Event]) -> list[AppendResult]:
+        """Append events durably, in order, with contiguous sequence numbers."""
+        ...
+
+    def read(
+        self,
+        *,
+        from_seq: int = 1,
+        to_seq: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        types: Sequence[str] | None = None,
+        limit: int | None = None,
+        batch_size: int = 1000,
+    ) -> AsyncIterator[StoredEvent]:
+        """Stream records in sequence order, batch by batch; bounds are inclusive."""
+        ...
+
+    async def get(self, seq: int) -> StoredEvent | None: ...
+
+    async def get_by_id(self, event_id: UUID) -> StoredEvent | None: ...
+
+    async def last_seq(self) -> int:
+        """The highest sequence number, 0 for an empty log."""
+        ...
+
+    async def count(self, *, types: Sequence[str] | None = None) -> int: ...
+
+    async def count_by_type(self) -> dict[str, int]: ...
+
+    async def children(self, event_id: UUID) -> list[StoredEvent]:
+        """Records whose causation id is ``event_id`` (the events it caused)."""
+        ...
+
+    async def load_checkpoint(self, group: str) -> int:
+        """The last sequence number the group has finished (0 if none)."""
+        ...
+
+    async def commit_progress(
+        self, group: str, seq: int, dead_letters: Sequence[DeadLetter] = ()
+    ) -> None:
+        """Atomically move the group's checkpoint to ``seq`` (never backwards) and add
+        the dead letters of the events it passes."""
+        ...
+
+    async def groups(self) -> list[GroupInfo]: ...
+
+    async def acquire_lease(self, group: str, holder: str, ttl: float) -> Lease:
+        """Take the group's lease; GroupLockedError while another holder's is alive."""
+        ...
+
+    async def renew_lease(self, lease: Lease, ttl: float) -> Lease: ...
+
+    async def release_lease(self, lease: Lease) -> None: ...
+
+    async def save_snapshot(self, name: str, seq: int, state: Mapping[str, Any]) -> Snapshot: ...
+
+    async def latest_snapshot(self, name: str) -> Snapshot | None: ...
+
+    async def list_snapshots(self, name: str | None = None) -> list[Snapshot]: ...
+
+    async def load_snapshot(self, snapshot_id: int) -> Snapshot | None: ...
+
+    async def aclose(self) -> None: ...
