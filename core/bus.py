@@ -1,0 +1,978 @@
+"""Bus: the asynchronous event bus — subscriptions, publishing, the durable consumer
+loop, replay and dead-letter re-drive.
+
+Without a store, ``publish_async`` dispatches at once and returns every handler's
+outcome. With a store, it first appends the event durably (the store groups concurrent
+appends into one commit), then dispatches, and the bus moves its consumer group's
+checkpoint as a low-water mark together with the dead letters of the events it passes.
+A bus owns all of its state: two buses in one process share nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import socket
+import typing
+from collections import deque
+from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from time import perf_counter
+from typing import Any, TypeVar
+
+from .clock import Clock, RandomSource, system_clock, system_random
+from .dispatch import Failure, Middleware, Route, Runner, run_route
+from .errors import (
+    BusClosedError,
+    EventDecodeError,
+    EventError,
+    SubscriptionError,
+    SyncPublishInLoopError,
+)
+from .events import DispatchContext, Event, EventRegistry, default_registry, is_frozen_dataclass
+from .memory import MemoryDeadLetterQueue
+from .metrics import EventTypeRecorder, HandlerRecorder, InMemoryMetrics, MetricsCollector
+from .policies import BreakerPolicy, BreakerState, CircuitBreaker, RetryPolicy
+from .progress import GroupProgress
+from .results import HandlerOutcome, OutcomeStatus, PublishResult
+from .routing import Handler, Router, Subscription
+from .store import DeadLetter, DeadLetterQueue, DeadLetterReason, EventStore, Lease, StoredEvent
+
+__all__ = [
+    "BusStatistics",
+    "EventBus",
+    "HandlerTally",
+    "PublishHook",
+    "RedriveResult",
+    "ReplayReport",
+]
+
+E = TypeVar("E", bound=Event)
+PublishHook = Callable[[Event], object]
+"""Called with every event before dispatch (the seam for tracing); must not block."""
+
+log = logging.getLogger("pubsub")
+
+DECODE_HANDLER = "<decode>"
+MIDDLEWARE_HANDLER = "<middleware>"
+
+
+@dataclass(frozen=True, slots=True)
+class BusStatistics:
+    """A bus's counters at one moment."""
+
+    published: int
+    handled_ok: int
+    handled_failed: int
+    dead_lettered: int
+    in_flight: int
+    last_seq: int
+    checkpoint: int
+    internal_errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerTally:
+    ok: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    """What a replay did: events dispatched, per-handler results, speed."""
+
+    events: int
+    decode_errors: int
+    per_handler: dict[str, HandlerTally]
+    duration: float
+    rate: float
+    dead_letters: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RedriveResult:
+    """What re-driving one dead letter did."""
+
+    entry_id: int
+    resolved: bool
+    already_resolved: bool = False
+    outcome: HandlerOutcome | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class _Counters:
+    published: int = 0
+    ok: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    last_seq: int = 0
+    internal_errors: deque[tuple[str, BaseException]] = field(
+        default_factory=lambda: deque(maxlen=100)
+    )
+
+
+class EventBus:
+    """An asynchronous publish/subscribe bus.
+
+    Keyword options: ``store`` (an EventStore: publish appends durably, the bus consumes
+    as ``group``), ``consume=False`` for a producer that only appends, ``raise_on_error``
+    (raise a DispatchError from publish when a handler failed), ``max_workers`` (threads
+    for sync handlers), ``metrics``, ``dev_mode`` (validate events and handler
+    signatures), ``clock``/``rng`` (for policies), ``middleware``, ``lease_ttl``.
+    """
+
+    def __init__(
+        self,
+        store: EventStore | None = None,
+        *,
+        group: str = "default",
+        consume: bool = True,
+        raise_on_error: bool = False,
+        max_workers: int | None = None,
+        executor: Executor | None = None,
+        metrics: MetricsCollector | None = None,
+        dev_mode: bool = False,
+        clock: Clock = system_clock,
+        rng: RandomSource = system_random,
+        registry: EventRegistry = default_registry,
+        dead_letters: DeadLetterQueue | None = None,
+        holder: str | None = None,
+        lease_ttl: float = 15.0,
+        max_in_flight: int = 256,
+        commit_interval: float = 0.05,
+    ) -> None:
+        self._store = store
+        self.group = group
+        self._consume = consume and store is not None
+        self._raise = raise_on_error
+        self._max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        self._executor = executor
+        self._own_executor = executor is None
+        self.metrics: MetricsCollector = metrics if metrics is not None else InMemoryMetrics()
+        self._dev = dev_mode
+        self._clock = clock
+        self._rng = rng
+        self.registry = registry
+        self.dead_letters: DeadLetterQueue = dead_letters or store or MemoryDeadLetterQueue()
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+        self.lease_ttl = lease_ttl
+        self._max_in_flight = max_in_flight
+        self._commit_interval = commit_interval
+
+        self._subs: list[Subscription[Any]] = []
+        self._runners: dict[str, Runner] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._routes: dict[type, Route] = {}
+        self._middleware: list[Middleware] = []
+        self._chain: Callable[[Event], Awaitable[list[HandlerOutcome]]] | None = None
+        self._hooks: list[PublishHook] = []
+
+        self._counters = _Counters()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._active = 0
+        self._idle: asyncio.Event | None = None
+        self._closed = False
+        self._started = False
+        self._lease: Lease | None = None
+        self._progress: GroupProgress | None = None
+        self._commit_wakeup: asyncio.Event | None = None
+        self._committer: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._follow_pos = 0
+        self._window: asyncio.Semaphore | None = None
+        self._sync_loop: asyncio.AbstractEventLoop | None = None
+        self._start_lock: asyncio.Lock | None = None
+
+    # -- subscriptions ---------------------------------------------------------------
+
+    @property
+    def store(self) -> EventStore | None:
+        return self._store
+
+    @property
+    def subscriptions(self) -> list[Subscription[Any]]:
+        return list(self._subs)
+
+    def subscribe(
+        self,
+        event_type: type[E],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+        retry: RetryPolicy | int | None = None,
+        breaker: BreakerPolicy | None = None,
+        inline: bool = False,
+    ) -> Callable[[Handler[E]], Handler[E]]:
+        """Decorator: ``@bus.subscribe(OrderPlaced, timeout=5, retry=3)``."""
+
+        def decorate(handler: Handler[E]) -> Handler[E]:
+            router = Router()
+            router.add(
+                event_type,
+                handler,
+                name=name,
+                timeout=timeout,
+                max_concurrency=max_concurrency,
+                retry=retry,
+                breaker=breaker,
+                inline=inline,
+            )
+            self.include(router)
+            return handler
+
+        return decorate
+
+    def include(self, router: Router) -> None:
+        """Add every subscription of ``router`` (as it is now) to this bus."""
+        subs = router.subscriptions
+        names = {s.name for s in self._subs}
+        for sub in subs:
+            if sub.name in names:
+                raise SubscriptionError(
+                    f"a handler named {sub.name!r} is already subscribed on this bus: pass "
+                    "name='...' to tell them apart"
+                )
+            names.add(sub.name)
+            if self._dev:
+                _check_signature(sub)
+        for sub in subs:
+            self._subs.append(sub)
+            self._runners[sub.name] = self._make_runner(sub)
+        self._routes.clear()
+
+    def unsubscribe(self, handler: str | Callable[..., object]) -> None:
+        """Remove a subscription by name or by handler; SubscriptionError if absent."""
+        keep = [
+            s
+            for s in self._subs
+            if not (s.name == handler if isinstance(handler, str) else s.handler is handler)
+        ]
+        if len(keep) == len(self._subs):
+            raise SubscriptionError(f"no subscription {handler!r} on this bus")
+        for sub in self._subs:
+            if sub not in keep:
+                self._runners.pop(sub.name, None)
+                self._breakers.pop(sub.name, None)
+        self._subs = keep
+        self._routes.clear()
+
+    def handlers_for(self, event_type: type[Event]) -> list[str]:
+        """Names of the handlers an event of ``event_type`` would be dispatched to."""
+        return [runner.name for runner, _ in self._route(event_type).runners]
+
+    def breaker_state(self, handler: str) -> BreakerState | None:
+        breaker = self._breakers.get(handler)
+        return breaker.state if breaker else None
+
+    def _make_runner(self, sub: Subscription[Any]) -> Runner:
+        breaker = None
+        if sub.policy.breaker is not None:
+            name = sub.name
+            breaker = CircuitBreaker(
+                sub.policy.breaker,
+                self._clock,
+                on_change=lambda state: self._guard(
+                    "metrics", self.metrics.breaker_changed, name, state
+                ),
+            )
+            self._breakers[name] = breaker
+        return Runner(
+            sub,
+            clock=self._clock,
+            rng=self._rng,
+            executor=self._get_executor,
+            breaker=breaker,
+        )
+
+    def _get_executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self._max_workers, thread_name_prefix="pubsub-sync"
+            )
+        return self._executor
+
+    def _route(self, cls: type) -> Route:
+        route = self._routes.get(cls)
+        if route is None:
+            type_name = getattr(cls, "event_type", cls.__qualname__)
+            mro = cls.__mro__
+            matched = tuple(
+                (self._runners[s.name], self._recorder(s.name, type_name))
+                for s in self._subs
+                if s.event_type in mro
+            )
+            route = self._routes[cls] = Route(matched, self._type_recorder(type_name).published)
+        return route
+
+    # -- middleware and hooks ------------------------------------------------------------
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Wrap dispatch: ``async def mw(event, call_next) -> list[HandlerOutcome]``.
+        The first added is the outermost. Return without calling ``call_next`` to
+        short-circuit."""
+        self._middleware.append(middleware)
+        self._chain = None
+
+    def remove_middleware(self, middleware: Middleware) -> None:
+        self._middleware.remove(middleware)
+        self._chain = None
+
+    def on_publish(self, hook: PublishHook) -> PublishHook:
+        """Call ``hook(event)`` with every event before dispatch. A hook that raises is
+        reported (logged and counted) and removed."""
+        self._hooks.append(hook)
+        return hook
+
+    def _compose(self) -> Callable[[Event], Awaitable[list[HandlerOutcome]]]:
+        async def innermost(event: Event) -> list[HandlerOutcome]:
+            return await self._dispatch(event, DispatchContext(event))
+
+        chain: Callable[[Event], Awaitable[list[HandlerOutcome]]] = innermost
+        for mw in reversed(self._middleware):
+            chain = _bind(mw, chain)
+        self._chain = chain
+        return chain
+
+    def _guard(self, where: str, fn: Callable[..., object], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._internal_error(where, exc)
+
+    def _internal_error(self, where: str, exc: BaseException) -> None:
+        self._counters.internal_errors.append((where, exc))
+        log.error("pubsub: %s raised %r", where, exc, exc_info=exc)
+
+    def _run_hooks(self, event: Event) -> None:
+        for hook in list(self._hooks):
+            try:
+                hook(event)
+            except Exception as exc:
+                self._internal_error(f"on_publish hook {hook!r} (now removed)", exc)
+                self._hooks.remove(hook)
+
+    def _recorder(self, handler: str, event_type: str) -> HandlerRecorder:
+        try:
+            return self.metrics.for_handler(handler, event_type)
+        except Exception as exc:
+            self._disable_metrics(exc)
+            return self.metrics.for_handler(handler, event_type)
+
+    def _type_recorder(self, event_type: str) -> EventTypeRecorder:
+        try:
+            return self.metrics.for_event_type(event_type)
+        except Exception as exc:
+            self._disable_metrics(exc)
+            return self.metrics.for_event_type(event_type)
+
+    def _disable_metrics(self, exc: Exception) -> None:
+        from .metrics import NullMetrics
+
+        self._internal_error(f"metrics collector {self.metrics!r} (now disabled)", exc)
+        self.metrics = NullMetrics()
+        self._routes.clear()
+
+    # -- publishing ----------------------------------------------------------------------
+
+    async def publish_async(
+        self, event: Event, *, raise_on_error: bool | None = None
+    ) -> PublishResult:
+        """Publish ``event``: append it durably when the bus has a store, then dispatch
+        it to every matching handler concurrently. Returns every handler's outcome;
+        with ``raise_on_error`` a failure raises DispatchError (after all handlers ran)."""
+        if self._closed:
+            raise BusClosedError()
+        if self._dev:
+            _check_event(event)
+        if self._hooks:
+            self._run_hooks(event)
+        if self._store is not None:
+            return await self._publish_durable(event, raise_on_error)
+        self._active += 1
+        try:
+            chain = self._chain or (self._compose() if self._middleware else None)
+            if chain is None:
+                outcomes = await self._dispatch(event, DispatchContext(event))
+            else:
+                outcomes = await self._through_middleware(chain, event)
+        finally:
+            self._active -= 1
+            if self._active == 0 and self._idle is not None:
+                self._idle.set()
+        self._counters.published += 1
+        result = PublishResult(event, outcomes)
+        if not self._tally(outcomes):
+            letters = [
+                o.dead_letter(event, seq=None, group=None, source="live")
+                for o in outcomes
+                if isinstance(o, Failure)
+            ]
+            if letters:
+                await self.dead_letters.add_dead_letters(letters)
+            if raise_on_error if raise_on_error is not None else self._raise:
+                result.raise_for_errors()
+        return result
+
+    async def _dispatch(self, event: Event, context: DispatchContext) -> list[HandlerOutcome]:
+        route = self._routes.get(type(event)) or self._route(type(event))
+        route.published()
+        if not route.runners:
+            return []
+        return await run_route(route, event, context, self._tasks)
+
+    async def _through_middleware(
+        self, chain: Callable[[Event], Awaitable[list[HandlerOutcome]]], event: Event
+    ) -> list[HandlerOutcome]:
+        try:
+            return list(await chain(event))
+        except Exception as exc:
+            self._internal_error("middleware", exc)
+            now = datetime.now(UTC)
+            return [
+                Failure(
+                    MIDDLEWARE_HANDLER,
+                    OutcomeStatus.FAILED,
+                    1,
+                    0.0,
+                    exc,
+                    DeadLetterReason.EXHAUSTED,
+                    now,
+                    now,
+                )
+            ]
+
+    def _tally(self, outcomes: Sequence[HandlerOutcome]) -> bool:
+        """Count outcomes; True when all were ok."""
+        ok = True
+        counters = self._counters
+        for o in outcomes:
+            if o.status is OutcomeStatus.OK:
+                counters.ok += 1
+            else:
+                counters.failed += 1
+                ok = False
+                if o.dead_lettered:
+                    counters.dead_lettered += 1
+        return ok
+
+    def publish(self, event: Event, *, raise_on_error: bool | None = None) -> PublishResult:
+        """Synchronous publish for scripts. Inside a running event loop, use
+        ``await bus.publish_async(event)``: this raises SyncPublishInLoopError there."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise SyncPublishInLoopError()
+        if self._sync_loop is None:
+            self._sync_loop = asyncio.new_event_loop()
+        return self._sync_loop.run_until_complete(
+            self.publish_async(event, raise_on_error=raise_on_error)
+        )
+
+    def close(self) -> None:
+        """Synchronous counterpart of ``aclose()`` for buses used through ``publish``."""
+        if self._sync_loop is None:
+            self._sync_loop = asyncio.new_event_loop()
+        try:
+            self._sync_loop.run_until_complete(self.aclose())
+        finally:
+            self._sync_loop.close()
+            self._sync_loop = None
+
+    # -- the durable path ------------------------------------------------------------
+
+    async def _publish_durable(self, event: Event, raise_on_error: bool | None) -> PublishResult:
+        assert self._store is not None
+        if self._consume and not self._started:
+            await self.start()
+        (appended,) = await self._store.append((event,))
+        if appended.duplicate:
+            return PublishResult(event, (), appended.seq, duplicate=True)
+        self._counters.published += 1
+        if appended.seq > self._counters.last_seq:
+            self._counters.last_seq = appended.seq
+        if not self._consume:
+            return PublishResult(event, (), appended.seq)
+        outcomes = await self._dispatch_seq(appended.seq, event, DispatchContext(event), "live")
+        result = PublishResult(event, outcomes, appended.seq)
+        if not result.ok and (raise_on_error if raise_on_error is not None else self._raise):
+            result.raise_for_errors()
+        return result
+
+    async def _dispatch_seq(
+        self, seq: int, event: Event, context: DispatchContext, source: str
+    ) -> list[HandlerOutcome]:
+        """Dispatch a stored event as this group's consumer and record its progress."""
+        progress = self._progress
+        assert progress is not None
+        progress.start(seq)
+        self._active += 1
+        letters: list[DeadLetter] = []
+        try:
+            chain = self._chain or (self._compose() if self._middleware else None)
+            if chain is None:
+                outcomes = await self._dispatch(event, context)
+            else:
+                outcomes = await self._through_middleware(chain, event)
+            if not self._tally(outcomes):
+                letters = [
+                    o.dead_letter(event, seq=seq, group=self.group, source=source)
+                    for o in outcomes
+                    if isinstance(o, Failure)
+                ]
+            return outcomes
+        finally:
+            self._active -= 1
+            if progress.finish(seq, letters) or letters:
+                self._schedule_commit()
+            if self._active == 0 and self._idle is not None:
+                self._idle.set()
+
+    def _schedule_commit(self) -> None:
+        if self._commit_wakeup is not None:
+            self._commit_wakeup.set()
+
+    async def _commit_loop(self) -> None:
+        assert self._commit_wakeup is not None
+        while True:
+            await self._commit_wakeup.wait()
+            self._commit_wakeup.clear()
+            try:
+                await self._commit()
+            except Exception as exc:  # reported; the next wake-up tries again
+                self._internal_error("checkpoint commit", exc)
+            await asyncio.sleep(self._commit_interval)
+
+    async def _commit(self) -> None:
+        progress = self._progress
+        if progress is None or self._store is None or not progress.dirty:
+            return
+        mark = progress.mark
+        letters = progress.take_letters()
+        try:
+            await self._store.commit_progress(self.group, mark, letters)
+        except BaseException:
+            progress._letters[:0] = [(mark, letter) for letter in letters]
+            raise
+        progress.committed = max(progress.committed, mark)
+
+    async def start(self) -> None:
+        """Become the live consumer of the group (with a store): take the lease, then
+        dispatch every stored event past the group's checkpoint. Called by
+        ``async with``; publishing with a store calls it on first use."""
+        if self._closed:
+            raise BusClosedError()
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._started:
+                return
+            if self._consume:
+                assert self._store is not None
+                self._lease = await self._store.acquire_lease(
+                    self.group, self.holder, self.lease_ttl
+                )
+                enable = getattr(self._store, "enable_wal_checkpoints", None)
+                if enable is not None:
+                    await enable()
+                checkpoint = await self._store.load_checkpoint(self.group)
+                self._progress = GroupProgress(checkpoint)
+                self._follow_pos = checkpoint
+                self._window = asyncio.Semaphore(self._max_in_flight)
+                self._commit_wakeup = asyncio.Event()
+                self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
+                self._heartbeat = asyncio.get_running_loop().create_task(self._renew_lease())
+            self._started = True
+        if self._consume:
+            await self.catch_up()
+
+    async def _renew_lease(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            if self._lease is None or self._store is None:
+                return
+            try:
+                self._lease = await self._store.renew_lease(self._lease, self.lease_ttl)
+            except Exception as exc:
+                self._internal_error("lease heartbeat", exc)
+
+    async def catch_up(self) -> int:
+        """Dispatch every stored event this consumer has not seen yet (at least once
+        after a crash); returns how many were dispatched."""
+        if not self._consume:
+            return 0
+        if not self._started:
+            await self.start()
+            return 0
+        assert self._store is not None
+        assert self._progress is not None
+        count = 0
+        async for record in self._store.read(from_seq=self._follow_pos + 1):
+            self._follow_pos = max(self._follow_pos, record.seq)
+            if record.seq > self._counters.last_seq:
+                self._counters.last_seq = record.seq
+            if self._progress.seen(record.seq):
+                continue
+            await self._dispatch_record_windowed(record)
+            count += 1
+        return count
+
+    async def _dispatch_record_windowed(self, record: StoredEvent) -> None:
+        assert self._window is not None
+        assert self._progress is not None
+        await self._window.acquire()
+        self._progress.start(record.seq)  # before the task runs: follow must not redo it
+        task = asyncio.get_running_loop().create_task(self._dispatch_record(record))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._window.release() if self._window else None)
+
+    async def _dispatch_record(self, record: StoredEvent) -> None:
+        try:
+            event = record.decode(self.registry)
+        except EventError as exc:
+            assert self._progress is not None
+            self._progress.finish(record.seq, [_decode_letter(record, exc, self.group, "live")])
+            self._counters.dead_lettered += 1
+            self._schedule_commit()
+            return
+        await self._dispatch_seq(record.seq, event, DispatchContext(event), "live")
+
+    async def follow(self, stop: asyncio.Event, *, poll_interval: float = 0.2) -> None:
+        """Dispatch events appended by other processes until ``stop`` is set."""
+        if not self._started:
+            await self.start()
+        while not stop.is_set():
+            await self.catch_up()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_interval)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until no publish or dispatch is in flight; False if ``timeout`` passed."""
+        deadline = None if timeout is None else perf_counter() + timeout
+
+        async def settled() -> None:
+            while self._active or self._tasks:
+                if self._tasks:
+                    await asyncio.wait(set(self._tasks))
+                    continue
+                self._idle = asyncio.Event()
+                await self._idle.wait()
+
+        try:
+            if deadline is None:
+                await settled()
+            else:
+                await asyncio.wait_for(settled(), max(0.0, deadline - perf_counter()))
+        except TimeoutError:
+            return False
+        return True
+
+    async def aclose(self, *, timeout: float | None = 30.0) -> None:
+        """Stop accepting events, wait for in-flight work (up to ``timeout``), commit
+        the checkpoint, release the lease and shut the executor down."""
+        if self._closed:
+            return
+        self._closed = True
+        drained = await self.drain(timeout)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for helper in (self._committer, self._heartbeat):
+            if helper is not None:
+                helper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
+        try:
+            await self._commit()
+        finally:
+            if self._lease is not None and self._store is not None:
+                try:
+                    await self._store.release_lease(self._lease)
+                finally:
+                    self._lease = None
+            if self._executor is not None and self._own_executor:
+                self._executor.shutdown(wait=drained, cancel_futures=not drained)
+                self._executor = None
+
+    async def __aenter__(self) -> EventBus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def statistics(self) -> BusStatistics:
+        c = self._counters
+        progress = self._progress
+        return BusStatistics(
+            published=c.published,
+            handled_ok=c.ok,
+            handled_failed=c.failed,
+            dead_lettered=c.dead_lettered,
+            in_flight=self._active,
+            last_seq=c.last_seq,
+            checkpoint=progress.committed if progress else 0,
+            internal_errors=len(c.internal_errors),
+        )
+
+    @property
+    def internal_errors(self) -> list[tuple[str, BaseException]]:
+        """Errors raised by hooks, middleware, metrics or background work (last 100)."""
+        return list(self._counters.internal_errors)
+
+    # -- replay and re-drive ---------------------------------------------------------
+
+    async def replay(
+        self,
+        records: AsyncIterable[StoredEvent],
+        *,
+        handlers: Collection[str] | None = None,
+        rate: float | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> ReplayReport:
+        """Re-dispatch stored events in order to the chosen handlers (all by default).
+        Never moves a checkpoint and never appends; failures are dead-lettered with
+        ``source="replay"``."""
+        if handlers is not None:
+            unknown = sorted(set(handlers) - set(self._runners))
+            if unknown:
+                raise SubscriptionError(
+                    f"no handler named {', '.join(map(repr, unknown))}; loaded: "
+                    f"{', '.join(sorted(self._runners)) or 'none'}"
+                )
+        wanted = None if handlers is None else frozenset(handlers)
+        routes: dict[type, Route] = {}
+        ok: dict[str, int] = {}
+        failed: dict[str, int] = {}
+        letters: list[DeadLetter] = []
+        events = decode_errors = dead = 0
+        first_seq = last_seq = None
+        t0 = perf_counter()
+        for_seconds = None if not rate else 1.0 / rate
+        async for record in records:
+            if first_seq is None:
+                first_seq = record.seq
+            last_seq = record.seq
+            try:
+                event = record.decode(self.registry)
+            except EventError as exc:
+                decode_errors += 1
+                letters.append(_decode_letter(record, exc, None, "replay"))
+            else:
+                route = routes.get(type(event))
+                if route is None:
+                    full = self._route(type(event))
+                    route = routes[type(event)] = (
+                        full
+                        if wanted is None
+                        else Route(
+                            tuple(r for r in full.runners if r[0].name in wanted), full.published
+                        )
+                    )
+                if route.runners:
+                    outcomes = await run_route(
+                        route, event, DispatchContext(event, 1, True), self._tasks
+                    )
+                    for o in outcomes:
+                        if o.status is OutcomeStatus.OK:
+                            ok[o.handler] = ok.get(o.handler, 0) + 1
+                        else:
+                            failed[o.handler] = failed.get(o.handler, 0) + 1
+                            if isinstance(o, Failure):
+                                letters.append(
+                                    o.dead_letter(
+                                        event, seq=record.seq, group=None, source="replay"
+                                    )
+                                )
+            events += 1
+            if len(letters) >= 100:
+                dead += len(await self.dead_letters.add_dead_letters(letters))
+                letters = []
+            if progress is not None:
+                progress(events)
+            if for_seconds is not None:
+                lag = t0 + events * for_seconds - perf_counter()
+                if lag > 0:
+                    await self._clock.sleep(lag)
+        if letters:
+            dead += len(await self.dead_letters.add_dead_letters(letters))
+        duration = perf_counter() - t0
+        names = self._runners if wanted is None else wanted
+        per_handler = {
+            name: HandlerTally(ok.get(name, 0), failed.get(name, 0)) for name in sorted(names)
+        }
+        return ReplayReport(
+            events=events,
+            decode_errors=decode_errors,
+            per_handler=per_handler,
+            duration=duration,
+            rate=events / duration if duration > 0 else 0.0,
+            dead_letters=dead,
+            first_seq=first_seq,
+            last_seq=last_seq,
+        )
+
+    async def redrive(self, entry_id: int) -> RedriveResult:
+        """Dispatch a dead letter's event to its handler only; on success resolve the
+        entry (compare-and-set: exactly once across processes)."""
+        entry = await self.dead_letters.get_dead_letter(entry_id)
+        if entry.resolved_at is not None or entry.status.value == "resolved":
+            return RedriveResult(entry_id, resolved=False, already_resolved=True)
+        try:
+            event = await self._event_of(entry)
+        except EventError as exc:
+            await self._redrive_failed(entry_id, exc)
+            return RedriveResult(entry_id, resolved=False, error=str(exc))
+        if entry.handler in (DECODE_HANDLER, MIDDLEWARE_HANDLER):
+            outcomes = await self._dispatch(event, DispatchContext(event, 1, True))
+        else:
+            runner = self._runners.get(entry.handler)
+            if runner is None:
+                raise SubscriptionError(
+                    f"dead letter {entry_id} belongs to handler {entry.handler!r}, which is not "
+                    "loaded: pass the app that defines it"
+                )
+            route = Route(((runner, self._recorder(runner.name, event.event_type)),), _noop)
+            outcomes = await run_route(route, event, DispatchContext(event, 1, True), self._tasks)
+        failures = [o for o in outcomes if o.status is not OutcomeStatus.OK]
+        outcome = outcomes[0] if len(outcomes) == 1 else None
+        if failures:
+            error = failures[0].error or RuntimeError(failures[0].status.value)
+            await self._redrive_failed(entry_id, error)
+            return RedriveResult(entry_id, resolved=False, outcome=outcome, error=str(error))
+        won = await self.dead_letters.resolve_dead_letter(
+            entry_id, f"redriven by {self.holder}", datetime.now(UTC)
+        )
+        return RedriveResult(entry_id, resolved=won, already_resolved=not won, outcome=outcome)
+
+    async def _event_of(self, entry: DeadLetter) -> Event:
+        if entry.seq is not None and self._store is not None:
+            record = await self._store.get(entry.seq)
+            if record is not None:
+                return record.decode(self.registry)
+        from .codec import decode
+
+        return decode(entry.event_type, entry.payload, registry=self.registry)
+
+    async def _redrive_failed(self, entry_id: int, error: BaseException) -> None:
+        import traceback as tb
+
+        await self.dead_letters.record_dead_letter_failure(
+            entry_id,
+            error_type=f"{type(error).__module__}.{type(error).__qualname__}",
+            message=str(error),
+            traceback="".join(tb.format_exception(error)),
+            at=datetime.now(UTC),
+        )
+
+
+def _noop() -> None:
+    return None
+
+
+def _bind(
+    mw: Middleware, call_next: Callable[[Event], Awaitable[list[HandlerOutcome]]]
+) -> Callable[[Event], Awaitable[list[HandlerOutcome]]]:
+    async def step(event: Event) -> list[HandlerOutcome]:
+        return list(await mw(event, call_next))
+
+    return step
+
+
+def _decode_letter(
+    record: StoredEvent, exc: BaseException, group: str | None, source: str
+) -> DeadLetter:
+    import traceback as tb
+
+    now = datetime.now(UTC)
+    try:
+        import orjson
+
+        payload = orjson.loads(record.payload)
+        if not isinstance(payload, dict):
+            payload = {"raw": payload}
+    except Exception:
+        payload = {"raw": record.payload.decode("utf-8", "replace")}
+    return DeadLetter(
+        event_id=record.event_id,
+        event_type=record.type_name,
+        handler=DECODE_HANDLER,
+        reason=DeadLetterReason.DECODE_ERROR,
+        error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        message=str(exc),
+        traceback="".join(tb.format_exception(exc)),
+        attempts=1,
+        first_failure_at=now,
+        last_failure_at=now,
+        payload=payload,
+        seq=record.seq,
+        group=group,
+        source=source,
+    )
+
+
+def _check_event(event: object) -> None:
+    if not isinstance(event, Event):
+        raise EventDecodeError(
+            type(event).__qualname__, None, "is not an Event: subclass core.Event"
+        )
+    if not is_frozen_dataclass(event):
+        raise EventDecodeError(
+            type(event).event_type,
+            None,
+            "is not a frozen dataclass: decorate it with @dataclass(frozen=True, slots=True)",
+        )
+
+
+def _check_signature(sub: Subscription[Any]) -> None:
+    handler = sub.handler
+    target = handler if inspect.isfunction(handler) or inspect.ismethod(handler) else None
+    if target is None:
+        target = getattr(handler, "__call__", None)  # noqa: B004
+    if target is None:
+        raise SubscriptionError(f"handler {sub.name!r} is not callable")
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError) as exc:
+        raise SubscriptionError(f"handler {sub.name!r}: cannot read its signature: {exc}") from None
+    params = [
+        p
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    extra_required = [
+        p for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY and p.default is p.empty
+    ]
+    if len(params) != 1 or extra_required:
+        raise SubscriptionError(
+            f"handler {sub.name!r} must take exactly one positional parameter (the event); "
+            f"its signature is {sig}"
+        )
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:
+        hints = {}
+    annotation = hints.get(params[0].name)
+    if isinstance(annotation, type) and not issubclass(sub.event_type, annotation):
+        raise SubscriptionError(
+            f"handler {sub.name!r} takes {annotation.__qualname__} but is subscribed to "
+            f"{sub.event_type.__qualname__}, which is not a {annotation.__qualname__}"
+        )

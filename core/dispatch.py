@@ -1,0 +1,342 @@
+"""Dispatch: running the handlers of one event, each under its policy.
+
+The bus turns every subscription into a ``Runner`` (its handler, policy, breaker,
+semaphore and metrics) and, per concrete event type, into a ``Route`` (the runners that
+match, found through ``__mro__``). ``run_route`` starts every matching handler eagerly in
+the publisher's task: a handler that finishes without suspending costs one coroutine and
+no task; only a handler that really suspends is handed to a task of its own. One
+handler's failure never stops or cancels its siblings: every outcome is collected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import traceback
+from collections.abc import Awaitable, Callable, Generator
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+from time import perf_counter
+from typing import Any
+
+from .clock import Clock, RandomSource
+from .events import DispatchContext, Event, _dispatch
+from .metrics import HandlerRecorder
+from .policies import CircuitBreaker, HandlerPolicy
+from .results import HandlerOutcome, OutcomeStatus
+from .routing import Subscription, is_async_handler
+from .store import DeadLetter, DeadLetterReason
+
+__all__ = ["BreakerOpenError", "Failure", "Route", "Runner", "run_route"]
+
+_OK = OutcomeStatus.OK
+
+
+class BreakerOpenError(Exception):
+    """The outcome error of a call refused by an open circuit breaker."""
+
+    def __init__(self, handler: str) -> None:
+        self.handler = handler
+        super().__init__(f"circuit breaker of {handler!r} is open: the call was refused")
+
+
+class Failure(HandlerOutcome):
+    """A failed outcome with what a dead letter needs."""
+
+    __slots__ = ("first_failure_at", "last_failure_at", "reason", "tb")
+
+    def __init__(
+        self,
+        handler: str,
+        status: OutcomeStatus,
+        attempts: int,
+        duration: float,
+        error: Exception,
+        reason: DeadLetterReason,
+        first_failure_at: datetime,
+        last_failure_at: datetime,
+    ) -> None:
+        super().__init__(handler, status, attempts, duration, error, dead_lettered=True)
+        self.reason = reason
+        self.first_failure_at = first_failure_at
+        self.last_failure_at = last_failure_at
+        self.tb = "".join(traceback.format_exception(error))
+
+    def dead_letter(
+        self, event: Event, *, seq: int | None, group: str | None, source: str
+    ) -> DeadLetter:
+        error = self.error
+        assert error is not None
+        try:
+            payload = event.to_dict()
+        except Exception:  # an unencodable event still gets its dead letter
+            payload = {"repr": repr(event)}
+        return DeadLetter(
+            event_id=event.id,
+            event_type=event.event_type,
+            handler=self.handler,
+            reason=self.reason,
+            error_type=f"{type(error).__module__}.{type(error).__qualname__}",
+            message=str(error),
+            traceback=self.tb,
+            attempts=self.attempts,
+            first_failure_at=self.first_failure_at,
+            last_failure_at=self.last_failure_at,
+            payload=payload,
+            seq=seq,
+            group=group,
+            source=source,
+        )
+
+
+class Runner:
+    """One subscription made runnable on one bus."""
+
+    __slots__ = (
+        "breaker",
+        "clock",
+        "executor",
+        "fn",
+        "is_async",
+        "name",
+        "plain",
+        "policy",
+        "rng",
+        "semaphore",
+        "subscription",
+    )
+
+    def __init__(
+        self,
+        subscription: Subscription[Any],
+        *,
+        clock: Clock,
+        rng: RandomSource,
+        executor: Callable[[], Executor],
+        breaker: CircuitBreaker | None,
+    ) -> None:
+        policy: HandlerPolicy = subscription.policy
+        self.subscription = subscription
+        self.name = subscription.name
+        self.fn: Callable[[Any], Any] = subscription.handler
+        self.policy = policy
+        self.is_async = is_async_handler(subscription.handler)
+        self.clock = clock
+        self.rng = rng
+        self.executor = executor
+        self.breaker = breaker
+        self.semaphore = (
+            asyncio.Semaphore(policy.max_concurrency) if policy.max_concurrency else None
+        )
+        # The fast path: an async handler with nothing around it.
+        self.plain = (
+            self.is_async
+            and policy.timeout is None
+            and self.semaphore is None
+            and policy.retry.max_attempts == 1
+            and breaker is None
+        )
+
+    async def _call(self, event: Event) -> None:
+        if self.is_async:
+            await self.fn(event)
+        elif self.policy.inline:
+            self.fn(event)
+        else:
+            loop = asyncio.get_running_loop()
+            ctx = contextvars.copy_context()
+            await loop.run_in_executor(self.executor(), ctx.run, self.fn, event)
+
+    async def _attempt(self, event: Event) -> None:
+        timeout = self.policy.timeout
+        if self.semaphore is not None:
+            async with self.semaphore:
+                if timeout is None:
+                    await self._call(event)
+                else:
+                    async with asyncio.timeout(timeout):
+                        await self._call(event)
+        elif timeout is None:
+            await self._call(event)
+        else:
+            async with asyncio.timeout(timeout):
+                await self._call(event)
+
+    async def run(self, event: Event, rec: HandlerRecorder) -> HandlerOutcome:
+        """Invoke the handler under its policy; never raises an Exception."""
+        if self.plain:
+            t0 = perf_counter()
+            try:
+                await self.fn(event)
+            except Exception as exc:
+                return self._give_up(
+                    rec, exc, OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED, 1, t0, None
+                )
+            duration = perf_counter() - t0
+            rec.succeeded(duration)
+            return HandlerOutcome(self.name, _OK, 1, duration)
+        return await self._run_with_policy(event, rec)
+
+    async def _run_with_policy(self, event: Event, rec: HandlerRecorder) -> HandlerOutcome:
+        retry = self.policy.retry
+        breaker = self.breaker
+        t0 = perf_counter()
+        first_failure: datetime | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            if breaker is not None and not breaker.allow():
+                return self._give_up(
+                    rec,
+                    BreakerOpenError(self.name),
+                    OutcomeStatus.REJECTED,
+                    DeadLetterReason.BREAKER_OPEN,
+                    attempt - 1 if attempt > 1 else 0,
+                    t0,
+                    first_failure,
+                )
+            # The first attempt runs in the dispatcher's context; later ones (always
+            # after a suspension, so in this handler's own task) say their number.
+            token = None
+            if attempt > 1:
+                parent = _dispatch.get()
+                token = _dispatch.set(
+                    DispatchContext(event, attempt, parent.redelivery if parent else False)
+                )
+            try:
+                await self._attempt(event)
+            except Exception as exc:
+                timed_out = isinstance(exc, TimeoutError) and self.policy.timeout is not None
+                if breaker is not None:
+                    breaker.record_failure()
+                if first_failure is None:
+                    first_failure = datetime.now(UTC)
+                retryable = retry.retry_timeouts if timed_out else retry.retryable(exc)
+                if attempt < retry.max_attempts and retryable:
+                    rec.retried()
+                    await self.clock.sleep(retry.backoff(attempt, self.rng))
+                    continue
+                if timed_out:
+                    status, reason = OutcomeStatus.TIMED_OUT, DeadLetterReason.TIMEOUT
+                elif not retryable and attempt < retry.max_attempts:
+                    status, reason = OutcomeStatus.FAILED, DeadLetterReason.NOT_RETRYABLE
+                else:
+                    status, reason = OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED
+                return self._give_up(rec, exc, status, reason, attempt, t0, first_failure)
+            else:
+                if breaker is not None:
+                    breaker.record_success()
+                duration = perf_counter() - t0
+                rec.succeeded(duration)
+                return HandlerOutcome(self.name, _OK, attempt, duration)
+            finally:
+                if token is not None:
+                    _dispatch.reset(token)
+
+    def _give_up(
+        self,
+        rec: HandlerRecorder,
+        exc: Exception,
+        status: OutcomeStatus,
+        reason: DeadLetterReason,
+        attempts: int,
+        t0: float,
+        first_failure: datetime | None,
+    ) -> Failure:
+        duration = perf_counter() - t0
+        now = datetime.now(UTC)
+        rec.failed(duration, status)
+        rec.dead_lettered()
+        return Failure(
+            self.name, status, attempts, duration, exc, reason, first_failure or now, now
+        )
+
+
+class Route:
+    """The runners that match one concrete event type, with their recorders."""
+
+    __slots__ = ("published", "runners", "single")
+
+    def __init__(
+        self,
+        runners: tuple[tuple[Runner, HandlerRecorder], ...],
+        published: Callable[[], None],
+    ) -> None:
+        self.runners = runners
+        self.single = runners[0] if len(runners) == 1 else None
+        self.published = published
+
+
+class _Resume:
+    """Drives a coroutine that already ran up to its first suspension: re-yields the
+    future it was waiting on to the task running us, then keeps forwarding sends and
+    throws (cancellation included) until the coroutine returns."""
+
+    __slots__ = ("coro", "yielded")
+
+    def __init__(self, coro: Any, yielded: Any) -> None:
+        self.coro = coro
+        self.yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, HandlerOutcome]:
+        coro, yielded = self.coro, self.yielded
+        while True:
+            try:
+                sent = yield yielded
+            except BaseException as exc:
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as stop:
+                    outcome: HandlerOutcome = stop.value
+                    return outcome
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration as stop:
+                    outcome = stop.value
+                    return outcome
+
+
+async def _continue(coro: Any, yielded: Any) -> HandlerOutcome:
+    return await _Resume(coro, yielded)
+
+
+async def run_route(
+    route: Route, event: Event, context: DispatchContext, tasks: set[asyncio.Task[Any]]
+) -> list[HandlerOutcome]:
+    """Run every runner of ``route`` on ``event`` concurrently; one outcome each, in
+    subscription order. Suspended handlers' tasks are added to ``tasks`` while they run
+    (so that the bus can wait for or cancel them)."""
+    token = _dispatch.set(context)
+    single = route.single
+    if single is not None:
+        try:
+            return [await single[0].run(event, single[1])]
+        finally:
+            _dispatch.reset(token)
+    outcomes: list[Any] = []
+    waiting: list[tuple[int, asyncio.Task[HandlerOutcome]]] = []
+    try:
+        for index, (runner, rec) in enumerate(route.runners):
+            coro = runner.run(event, rec)
+            try:
+                yielded = coro.send(None)
+            except StopIteration as stop:
+                outcomes.append(stop.value)
+                continue
+            task = asyncio.get_running_loop().create_task(_continue(coro, yielded))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            waiting.append((index, task))
+            outcomes.append(None)
+    finally:
+        _dispatch.reset(token)
+    for index, task in waiting:
+        outcomes[index] = await task
+    return outcomes
+
+
+Middleware = Callable[
+    [Event, Callable[[Event], Awaitable[list[HandlerOutcome]]]],
+    Awaitable[list[HandlerOutcome]],
+]
