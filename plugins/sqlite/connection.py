@@ -1,0 +1,92 @@
+"""Connection: one aiosqlite connection, a way to run a whole function on its thread, and
+the translation of sqlite3 errors into store errors.
+
+aiosqlite runs every call on the connection's own thread; a transaction of many
+statements issued call by call pays one thread round trip per statement. ``Link.run``
+instead ships one plain function (``fn(sqlite3.Connection, *args)``) to that thread, so a
+transaction is a single hop. It uses ``aiosqlite.Connection._execute``, the queueing
+primitive every public aiosqlite method is built on (0.20 to 0.22 keep its signature);
+aiosqlite has no public equivalent.
+
+No ``sqlite3.Error`` leaves this package raw: ``store_error`` turns each into a
+``StoreUnavailableError`` whose one-line message says what happened and what to do.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+import aiosqlite
+
+from core.errors import StoreUnavailableError
+
+__all__ = ["Link", "connect", "store_error"]
+
+T = TypeVar("T")
+
+
+def store_error(location: str, exc: BaseException) -> StoreUnavailableError:
+    """The store error a sqlite3 (or closed-connection) failure means, on one line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    lowered = text.lower()
+    if isinstance(exc, ValueError) and "closed" in lowered:
+        problem = "the store is closed; open it again"
+    elif "full" in lowered:
+        problem = (
+            f"the database or disk is full ({text}): free space or raise the size limit; "
+            "nothing already committed was lost"
+        )
+    elif "readonly" in lowered or "read-only" in lowered:
+        problem = f"cannot write: the store is read-only ({text}); open it read-write"
+    elif "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
+        problem = f"the file is corrupt ({text}); run 'pubsub check' or restore a backup"
+    elif "locked" in lowered or "busy" in lowered:
+        problem = f"the store is locked by another process ({text}); retry later"
+    elif "unable to open" in lowered:
+        problem = f"cannot open the file ({text}); check the path and its permissions"
+    else:
+        problem = f"sqlite error: {text}"
+    return StoreUnavailableError(location, problem)
+
+
+class Link:
+    """An open aiosqlite connection and its sqlite3 connection, used on its thread only."""
+
+    def __init__(self, conn: aiosqlite.Connection, location: str) -> None:
+        self._conn = conn
+        self._raw = conn._conn
+        self._execute = cast(Callable[..., Awaitable[Any]], conn._execute)
+        self._location = location
+        self._closed = False
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(raw_connection, *args)`` on the connection's thread; sqlite3 errors come
+        back as StoreUnavailableError, store errors raised by ``fn`` unchanged."""
+        if self._closed:
+            raise StoreUnavailableError(self._location, "the store is closed; open it again")
+        try:
+            return cast(T, await self._execute(fn, self._raw, *args))
+        except (sqlite3.Error, ValueError) as exc:
+            if isinstance(exc, ValueError) and "closed" not in str(exc).lower():
+                raise
+            raise store_error(self._location, exc) from exc
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._conn.close()
+        except sqlite3.Error as exc:
+            raise store_error(self._location, exc) from exc
+
+
+async def connect(uri: str, location: str) -> Link:
+    """Open ``uri`` (a ``file:`` URI) in autocommit mode: transactions are explicit."""
+    try:
+        conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise store_error(location, exc) from exc
+    return Link(conn, location)

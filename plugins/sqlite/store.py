@@ -1,0 +1,783 @@
+"""Store: ``SQLiteEventStore``, the embedded durable ``EventStore`` on one SQLite file.
+
+Open it with ``await open_sqlite_store("sqlite:///path/to/events.db")`` (three slashes and
+a relative path, four for an absolute one) or through ``core.entrypoints.open_store``.
+Query options: ``synchronous=FULL`` (default: a returned append survives power loss) or
+``NORMAL`` (survives a process crash, not power loss), ``mode=ro`` (or ``readonly=1``:
+reads only, appends refused), ``busy_timeout`` (seconds, default 5) and
+``max_page_count`` (a size cap in pages).
+
+The file is checked through a read-only connection before anything writes to it (see
+``schema``). The store then keeps two connections in WAL mode: one for writes, fed by the
+group-commit ``writer``, and one read-only connection for reads, so a long read never
+blocks an append. Reads page through the log by sequence number (keyset pagination) and
+verify every payload's checksum. WAL checkpoints are off (``wal_autocheckpoint=0``) until
+``enable_wal_checkpoints`` is called by the one live worker of the file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+from uuid import UUID
+
+import orjson
+
+from core.codec import encode
+from core.errors import (
+    ChecksumMismatchError,
+    DeadLetterNotFoundError,
+    GroupLockedError,
+    StoreUnavailableError,
+)
+from core.events import Event
+from core.store import (
+    AppendResult,
+    DeadLetter,
+    DeadLetterReason,
+    DeadLetterStatus,
+    GroupInfo,
+    Lease,
+    Snapshot,
+    StoredEvent,
+)
+
+from . import schema
+from .connection import Link, connect, store_error
+from .writer import GroupCommitWriter, Row
+
+__all__ = ["SQLiteEventStore", "open_sqlite_store"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+_DURABILITY = {
+    "FULL": "survives power loss",
+    "NORMAL": "survives a process crash, not power loss",
+}
+_EVENT_COLUMNS = (
+    "seq, event_id, type_name, version, created_at, appended_at, payload, checksum, "
+    "correlation_id, causation_id"
+)
+_DLQ_COLUMNS = (
+    "id, event_id, event_type, handler, reason, error_type, message, traceback, attempts, "
+    "first_failure_at, last_failure_at, payload, seq, group_name, source, status, "
+    "resolved_at, resolution"
+)
+_OPTIONS = ("busy_timeout", "max_page_count", "mode", "readonly", "synchronous")
+
+
+# -- conversions ----------------------------------------------------------------------
+
+
+def _micros(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICRO
+
+
+def _uuid(raw: bytes | None) -> UUID | None:
+    return None if raw is None else UUID(bytes=raw)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _from_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _event_row(event: Event) -> Row:
+    payload = encode(event)
+    corr = event.correlation_id
+    caus = event.causation_id
+    return (
+        event.id.bytes,
+        event.event_type,
+        event.event_version,
+        event.created_at.isoformat(),
+        payload,
+        zlib.crc32(payload),
+        None if corr is None else corr.bytes,
+        None if caus is None else caus.bytes,
+    )
+
+
+def _records(
+    rows: list[tuple[Any, ...]],
+) -> tuple[list[StoredEvent], ChecksumMismatchError | None]:
+    """Rows to records, stopping at the first payload whose checksum does not match."""
+    out: list[StoredEvent] = []
+    crc32 = zlib.crc32
+    fromiso = datetime.fromisoformat
+    for seq, eid, type_name, version, created, appended, payload, checksum, corr, caus in rows:
+        if crc32(payload) != checksum:
+            return out, ChecksumMismatchError(seq, type_name)
+        out.append(
+            StoredEvent(
+                seq,
+                UUID(bytes=eid),
+                type_name,
+                version,
+                fromiso(created),
+                _EPOCH + timedelta(microseconds=appended),
+                payload,
+                None if corr is None else UUID(bytes=corr),
+                None if caus is None else UUID(bytes=caus),
+            )
+        )
+    return out, None
+
+
+def _fetch_records(
+    conn: sqlite3.Connection, sql: str, params: Sequence[Any]
+) -> tuple[list[StoredEvent], ChecksumMismatchError | None]:
+    return _records(conn.execute(sql, params).fetchall())
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _dead_letter_row(entry: DeadLetter) -> tuple[Any, ...]:
+    return (
+        entry.event_id.bytes,
+        entry.event_type,
+        entry.handler,
+        str(entry.reason),
+        entry.error_type,
+        entry.message,
+        entry.traceback,
+        entry.attempts,
+        entry.first_failure_at.isoformat(),
+        entry.last_failure_at.isoformat(),
+        orjson.dumps(dict(entry.payload)),
+        entry.seq,
+        entry.group,
+        entry.source,
+        str(entry.status),
+        _iso(entry.resolved_at),
+        entry.resolution,
+    )
+
+
+def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
+    (entry_id, eid, event_type, handler, reason, error_type, message, tb, attempts) = row[:9]
+    (first, last, payload, seq, group, source, status, resolved_at, resolution) = row[9:]
+    return DeadLetter(
+        event_id=UUID(bytes=eid),
+        event_type=event_type,
+        handler=handler,
+        reason=DeadLetterReason(reason),
+        error_type=error_type,
+        message=message,
+        traceback=tb,
+        attempts=attempts,
+        first_failure_at=datetime.fromisoformat(first),
+        last_failure_at=datetime.fromisoformat(last),
+        payload=orjson.loads(payload),
+        seq=seq,
+        group=group,
+        source=source,
+        id=entry_id,
+        status=DeadLetterStatus(status),
+        resolved_at=_from_iso(resolved_at),
+        resolution=resolution,
+    )
+
+
+def _snapshot(row: tuple[Any, ...]) -> Snapshot:
+    snap_id, name, seq, state, created = row
+    return Snapshot(snap_id, name, seq, orjson.loads(state), datetime.fromisoformat(created))
+
+
+# -- write transactions (each runs whole on the write connection's thread) -------------
+
+
+def _transaction(conn: sqlite3.Connection, body: Callable[[], Any]) -> Any:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = body()
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+_INSERT_DLQ = (
+    "INSERT INTO dead_letters (event_id, event_type, handler, reason, error_type, message, "
+    "traceback, attempts, first_failure_at, last_failure_at, payload, seq, group_name, "
+    "source, status, resolved_at, resolution) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _insert_dead_letters(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    ids = []
+    for row in rows:
+        cursor = conn.execute(_INSERT_DLQ, row)
+        assert cursor.lastrowid is not None
+        ids.append(cursor.lastrowid)
+    return ids
+
+
+def _add_dead_letters_tx(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    result: list[int] = _transaction(conn, lambda: _insert_dead_letters(conn, rows))
+    return result
+
+
+def _commit_progress_tx(
+    conn: sqlite3.Connection, group: str, seq: int, rows: Sequence[tuple[Any, ...]], now: int
+) -> None:
+    def body() -> None:
+        _insert_dead_letters(conn, rows)
+        conn.execute(
+            "INSERT INTO checkpoints (group_name, seq, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (group_name) DO UPDATE SET seq = excluded.seq, "
+            "updated_at = excluded.updated_at WHERE excluded.seq > checkpoints.seq",
+            (group, seq, now),
+        )
+
+    _transaction(conn, body)
+
+
+def _acquire_lease_tx(
+    conn: sqlite3.Connection, group: str, holder: str, ttl: float, now: float
+) -> Lease:
+    def body() -> Lease:
+        current = conn.execute(
+            "SELECT holder, expires_at FROM leases WHERE group_name = ?", (group,)
+        ).fetchone()
+        if current is not None and current[0] != holder and current[1] > now:
+            raise GroupLockedError(group, current[0], current[1] - now)
+        conn.execute(
+            "INSERT INTO leases (group_name, holder, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (group_name) DO UPDATE SET holder = excluded.holder, "
+            "expires_at = excluded.expires_at",
+            (group, holder, now + ttl),
+        )
+        return Lease(group, holder, now + ttl)
+
+    lease: Lease = _transaction(conn, body)
+    return lease
+
+
+def _execute_tx(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
+    """One statement in its own transaction; returns the number of rows it changed."""
+    changed: int = _transaction(conn, lambda: conn.execute(sql, params).rowcount)
+    return changed
+
+
+def _insert_returning_tx(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
+    def body() -> int:
+        rowid = conn.execute(sql, params).lastrowid
+        assert rowid is not None
+        return rowid
+
+    result: int = _transaction(conn, body)
+    return result
+
+
+# -- the URL --------------------------------------------------------------------------
+
+
+def _parse_url(url: str) -> tuple[Path, dict[str, str]]:
+    scheme, sep, rest = url.partition("://")
+    if scheme != "sqlite" or not sep:
+        raise StoreUnavailableError(url, "not a sqlite URL; use sqlite:///path/to/events.db")
+    raw_path, _, query = rest.partition("?")
+    if raw_path.startswith("/"):
+        raw_path = raw_path[1:]  # sqlite:///rel.db is relative, sqlite:////abs.db absolute
+    if not raw_path:
+        raise StoreUnavailableError(url, "no file path; use sqlite:///path/to/events.db")
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise StoreUnavailableError(
+            url, f"unknown option {unknown[0]!r}; known options: {', '.join(_OPTIONS)}"
+        )
+    return Path(raw_path), options
+
+
+def _option_float(url: str, options: Mapping[str, str], name: str, default: float) -> float:
+    text = options.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise StoreUnavailableError(url, f"option {name}={text!r} must be a number >= 0")
+    return value
+
+
+class SQLiteEventStore:
+    """A durable event log, consumer groups, leases, dead letters and snapshots in one
+    SQLite file. Create it with ``await SQLiteEventStore.open(url)``; close it with
+    ``aclose()`` or ``async with``."""
+
+    def __init__(
+        self,
+        url: str,
+        path: Path,
+        writer: Link | None,
+        reader: Link,
+        *,
+        synchronous: str,
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self._url = url
+        self._path = path
+        self._location = str(path)
+        self._writer_link = writer
+        self._reader = reader
+        self._synchronous = synchronous
+        self._wall = wall_clock
+        self._closed = False
+        self._writer: GroupCommitWriter | None = None
+        if writer is not None:
+            self._writer = GroupCommitWriter(
+                writer, location=self._location, refuse=self._refuse_writes
+            )
+
+    # -- opening and closing ----------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls, url: str, *, wall_clock: Callable[[], float] = time.time
+    ) -> SQLiteEventStore:
+        """Open (or create) the store a ``sqlite://`` URL names; ``wall_clock`` gives
+        lease times in seconds since the epoch."""
+        path, options = _parse_url(url)
+        location = str(path)
+        synchronous = options.get("synchronous", "FULL").upper()
+        if synchronous not in _DURABILITY:
+            raise StoreUnavailableError(
+                url, f"option synchronous={synchronous!r} must be FULL or NORMAL"
+            )
+        readonly = options.get("mode", "rw") == "ro" or options.get("readonly", "0") in (
+            "1",
+            "true",
+            "yes",
+        )
+        busy_ms = int(_option_float(url, options, "busy_timeout", 5.0) * 1000)
+        max_pages = options.get("max_page_count")
+        if max_pages is not None and not max_pages.isdigit():
+            raise StoreUnavailableError(url, f"option max_page_count={max_pages!r} must be >= 1")
+
+        found = schema.inspect(path, location)  # refuses foreign files before any write
+        uri = path.absolute().as_uri()
+        if readonly:
+            if found.state is schema.FileState.NEW:
+                raise StoreUnavailableError(location, "does not exist (opened with mode=ro)")
+            if found.version < schema.SCHEMA_VERSION:
+                raise StoreUnavailableError(
+                    location,
+                    f"has schema version {found.version} and needs an upgrade to "
+                    f"{schema.SCHEMA_VERSION}: open it once without mode=ro",
+                )
+            reader = await connect(f"{uri}?mode=ro", location)
+            try:
+                await reader.run(_configure_reader, busy_ms)
+            except BaseException:
+                await reader.aclose()
+                raise
+            return cls(url, path, None, reader, synchronous=synchronous, wall_clock=wall_clock)
+
+        if found.state is schema.FileState.NEW:
+            try:
+                schema.create_private_file(path)
+            except OSError as exc:
+                raise StoreUnavailableError(
+                    location, f"cannot create the file: {exc.strerror}"
+                ) from None
+        writer = await connect(f"{uri}?mode=rw", location)
+        try:
+            await writer.run(_configure_writer, synchronous, busy_ms, max_pages, location)
+            reader = await connect(f"{uri}?mode=ro", location)
+        except BaseException:
+            await writer.aclose()
+            raise
+        try:
+            await reader.run(_configure_reader, busy_ms)
+        except BaseException:
+            await reader.aclose()
+            await writer.aclose()
+            raise
+        return cls(url, path, writer, reader, synchronous=synchronous, wall_clock=wall_clock)
+
+    async def aclose(self) -> None:
+        """Wait for queued appends, then close both connections (the last close of the
+        file checkpoints its WAL)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._writer is not None:
+                await self._writer.aclose()
+        finally:
+            await self._reader.aclose()
+            if self._writer_link is not None:
+                await self._writer_link.aclose()
+
+    async def __aenter__(self) -> SQLiteEventStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _refuse_writes(self) -> None:
+        if self._closed:
+            raise StoreUnavailableError(self._location, "the store is closed; open it again")
+        if self._writer_link is None:
+            raise StoreUnavailableError(
+                self._location,
+                "opened read-only (mode=ro): writes are refused; open it without mode=ro",
+            )
+
+    def _write_link(self) -> Link:
+        self._refuse_writes()
+        assert self._writer_link is not None
+        return self._writer_link
+
+    # -- what it is -------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def durability(self) -> str:
+        return _DURABILITY[self._synchronous]
+
+    @property
+    def readonly(self) -> bool:
+        return self._writer_link is None
+
+    async def enable_wal_checkpoints(self) -> None:
+        """Let this process checkpoint the WAL (the live worker of the file calls this
+        when it takes a consumer lease; publishers never checkpoint)."""
+        await self._write_link().run(_execute_pragma, "PRAGMA wal_autocheckpoint = 1000")
+
+    async def integrity_check(self) -> list[str]:
+        """``PRAGMA integrity_check``: ``["ok"]`` for a sound file, else the problems."""
+        rows = await self._reader.run(_fetch_all, "PRAGMA integrity_check", ())
+        return [str(row[0]) for row in rows]
+
+    # -- the log ----------------------------------------------------------------------
+
+    async def append(self, events: Sequence[Event]) -> list[AppendResult]:
+        """Append durably: returns once the group commit holding these events is done."""
+        if self._writer is None:
+            self._refuse_writes()
+        rows = [_event_row(e) for e in events]  # an encode error refuses the whole call
+        if not rows:
+            return []
+        assert self._writer is not None
+        return await self._writer.append(rows, [e.id for e in events])
+
+    async def read(
+        self,
+        *,
+        from_seq: int = 1,
+        to_seq: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        types: Sequence[str] | None = None,
+        limit: int | None = None,
+        batch_size: int = 1000,
+    ) -> AsyncIterator[StoredEvent]:
+        clauses = ["seq > ?"]
+        params: list[Any] = []
+        if to_seq is not None:
+            clauses.append("seq <= ?")
+            params.append(to_seq)
+        if since is not None:
+            clauses.append("appended_at >= ?")
+            params.append(_micros(since))
+        if until is not None:
+            clauses.append("appended_at <= ?")
+            params.append(_micros(until))
+        if types is not None:
+            wanted = sorted(set(types))
+            if not wanted:
+                return
+            clauses.append(f"type_name IN ({', '.join('?' * len(wanted))})")
+            params.extend(wanted)
+        sql = (
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
+            "ORDER BY seq LIMIT ?"
+        )
+        after = max(from_seq, 1) - 1
+        remaining = limit
+        size = max(batch_size, 1)
+        while remaining is None or remaining > 0:
+            n = size if remaining is None else min(size, remaining)
+            records, error = await self._reader.run(_fetch_records, sql, (after, *params, n))
+            for record in records:
+                yield record
+            if error is not None:
+                raise error
+            if len(records) < n:
+                return
+            after = records[-1].seq
+            if remaining is not None:
+                remaining -= n
+
+    async def _one(self, where: str, params: Sequence[Any]) -> StoredEvent | None:
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where}"
+        records, error = await self._reader.run(_fetch_records, sql, params)
+        if error is not None:
+            raise error
+        return records[0] if records else None
+
+    async def get(self, seq: int) -> StoredEvent | None:
+        return await self._one("seq = ?", (seq,))
+
+    async def get_by_id(self, event_id: UUID) -> StoredEvent | None:
+        return await self._one("event_id = ?", (event_id.bytes,))
+
+    async def last_seq(self) -> int:
+        rows = await self._reader.run(_fetch_all, "SELECT max(seq) FROM events", ())
+        return int(rows[0][0] or 0)
+
+    async def count(self, *, types: Sequence[str] | None = None) -> int:
+        if types is None:
+            rows = await self._reader.run(_fetch_all, "SELECT count(*) FROM events", ())
+        else:
+            wanted = sorted(set(types))
+            marks = ", ".join("?" * len(wanted))
+            sql = f"SELECT count(*) FROM events WHERE type_name IN ({marks})"
+            rows = await self._reader.run(_fetch_all, sql, wanted)
+        return int(rows[0][0])
+
+    async def count_by_type(self) -> dict[str, int]:
+        rows = await self._reader.run(
+            _fetch_all,
+            "SELECT type_name, count(*) FROM events GROUP BY type_name ORDER BY min(seq)",
+            (),
+        )
+        return {str(name): int(n) for name, n in rows}
+
+    async def children(self, event_id: UUID) -> list[StoredEvent]:
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE causation_id = ? ORDER BY seq"
+        records, error = await self._reader.run(_fetch_records, sql, (event_id.bytes,))
+        if error is not None:
+            raise error
+        return records
+
+    # -- consumer groups and leases ---------------------------------------------------
+
+    async def load_checkpoint(self, group: str) -> int:
+        rows = await self._reader.run(
+            _fetch_all, "SELECT seq FROM checkpoints WHERE group_name = ?", (group,)
+        )
+        return int(rows[0][0]) if rows else 0
+
+    async def commit_progress(
+        self, group: str, seq: int, dead_letters: Sequence[DeadLetter] = ()
+    ) -> None:
+        rows = [_dead_letter_row(e) for e in dead_letters]
+        now = time.time_ns() // 1000
+        await self._write_link().run(_commit_progress_tx, group, seq, rows, now)
+
+    async def groups(self) -> list[GroupInfo]:
+        rows = await self._reader.run(
+            _fetch_all,
+            "SELECT g.name, coalesce(c.seq, 0), l.holder, l.expires_at, "
+            "(SELECT coalesce(max(seq), 0) FROM events) "
+            "FROM (SELECT group_name AS name FROM checkpoints "
+            "      UNION SELECT group_name FROM leases) AS g "
+            "LEFT JOIN checkpoints AS c ON c.group_name = g.name "
+            "LEFT JOIN leases AS l ON l.group_name = g.name ORDER BY g.name",
+            (),
+        )
+        now = self._wall()
+        out = []
+        for name, checkpoint, holder, expires_at, last in rows:
+            alive = holder is not None and expires_at > now
+            out.append(
+                GroupInfo(
+                    name,
+                    checkpoint,
+                    last - checkpoint,
+                    holder if alive else None,
+                    expires_at if alive else None,
+                )
+            )
+        return out
+
+    async def acquire_lease(self, group: str, holder: str, ttl: float) -> Lease:
+        return await self._write_link().run(_acquire_lease_tx, group, holder, ttl, self._wall())
+
+    async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        return await self.acquire_lease(lease.group, lease.holder, ttl)
+
+    async def release_lease(self, lease: Lease) -> None:
+        await self._write_link().run(
+            _execute_tx,
+            "DELETE FROM leases WHERE group_name = ? AND holder = ?",
+            (lease.group, lease.holder),
+        )
+
+    # -- dead letters -----------------------------------------------------------------
+
+    async def add_dead_letters(self, entries: Sequence[DeadLetter]) -> list[int]:
+        rows = [_dead_letter_row(e) for e in entries]
+        return await self._write_link().run(_add_dead_letters_tx, rows)
+
+    async def list_dead_letters(
+        self,
+        *,
+        handler: str | None = None,
+        event_type: str | None = None,
+        status: DeadLetterStatus | None = DeadLetterStatus.OPEN,
+        limit: int | None = None,
+    ) -> list[DeadLetter]:
+        clauses = ["1"]
+        params: list[Any] = []
+        for column, value in (("handler", handler), ("event_type", event_type)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(str(status))
+        sql = f"SELECT {_DLQ_COLUMNS} FROM dead_letters WHERE {' AND '.join(clauses)} ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = await self._reader.run(_fetch_all, sql, params)
+        return [_dead_letter(row) for row in rows]
+
+    async def get_dead_letter(self, entry_id: int) -> DeadLetter:
+        rows = await self._reader.run(
+            _fetch_all, f"SELECT {_DLQ_COLUMNS} FROM dead_letters WHERE id = ?", (entry_id,)
+        )
+        if not rows:
+            raise DeadLetterNotFoundError(entry_id)
+        return _dead_letter(rows[0])
+
+    async def resolve_dead_letter(self, entry_id: int, resolution: str, at: datetime) -> bool:
+        changed = await self._write_link().run(
+            _execute_tx,
+            "UPDATE dead_letters SET status = ?, resolved_at = ?, resolution = ? "
+            "WHERE id = ? AND status = ?",
+            (str(DeadLetterStatus.RESOLVED), at.isoformat(), resolution, entry_id, "open"),
+        )
+        if changed == 1:
+            return True
+        await self.get_dead_letter(entry_id)  # DeadLetterNotFoundError if it never existed
+        return False
+
+    async def record_dead_letter_failure(
+        self, entry_id: int, *, error_type: str, message: str, traceback: str, at: datetime
+    ) -> None:
+        changed = await self._write_link().run(
+            _execute_tx,
+            "UPDATE dead_letters SET attempts = attempts + 1, error_type = ?, message = ?, "
+            "traceback = ?, last_failure_at = ? WHERE id = ?",
+            (error_type, message, traceback, at.isoformat(), entry_id),
+        )
+        if changed != 1:
+            raise DeadLetterNotFoundError(entry_id)
+
+    async def purge_dead_letters(self, *, resolved_only: bool = False) -> int:
+        sql = "DELETE FROM dead_letters"
+        params: tuple[Any, ...] = ()
+        if resolved_only:
+            sql += " WHERE status = ?"
+            params = (str(DeadLetterStatus.RESOLVED),)
+        return await self._write_link().run(_execute_tx, sql, params)
+
+    async def count_dead_letters(
+        self, status: DeadLetterStatus | None = DeadLetterStatus.OPEN
+    ) -> int:
+        if status is None:
+            rows = await self._reader.run(_fetch_all, "SELECT count(*) FROM dead_letters", ())
+        else:
+            rows = await self._reader.run(
+                _fetch_all, "SELECT count(*) FROM dead_letters WHERE status = ?", (str(status),)
+            )
+        return int(rows[0][0])
+
+    # -- snapshots --------------------------------------------------------------------
+
+    async def save_snapshot(self, name: str, seq: int, state: Mapping[str, Any]) -> Snapshot:
+        blob = orjson.dumps(dict(state))
+        created = datetime.now(UTC)
+        snap_id = await self._write_link().run(
+            _insert_returning_tx,
+            "INSERT INTO snapshots (name, seq, state, created_at) VALUES (?, ?, ?, ?)",
+            (name, seq, blob, created.isoformat()),
+        )
+        return Snapshot(snap_id, name, seq, orjson.loads(blob), created)
+
+    async def _snapshots(self, where: str, params: Sequence[Any], tail: str) -> list[Snapshot]:
+        sql = f"SELECT id, name, seq, state, created_at FROM snapshots WHERE {where} {tail}"
+        rows = await self._reader.run(_fetch_all, sql, params)
+        return [_snapshot(row) for row in rows]
+
+    async def latest_snapshot(self, name: str) -> Snapshot | None:
+        found = await self._snapshots("name = ?", (name,), "ORDER BY seq DESC, id DESC LIMIT 1")
+        return found[0] if found else None
+
+    async def list_snapshots(self, name: str | None = None) -> list[Snapshot]:
+        if name is None:
+            return await self._snapshots("1", (), "ORDER BY id")
+        return await self._snapshots("name = ?", (name,), "ORDER BY id")
+
+    async def load_snapshot(self, snapshot_id: int) -> Snapshot | None:
+        found = await self._snapshots("id = ?", (snapshot_id,), "")
+        return found[0] if found else None
+
+
+def _execute_pragma(conn: sqlite3.Connection, sql: str) -> None:
+    conn.execute(sql).fetchall()
+
+
+def _configure_writer(
+    conn: sqlite3.Connection,
+    synchronous: str,
+    busy_ms: int,
+    max_pages: str | None,
+    location: str,
+) -> None:
+    """Pragmas of the write connection, then the forward migrations."""
+    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise sqlite3.OperationalError(f"cannot switch to WAL (journal_mode stays {mode})")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    if max_pages is not None:
+        conn.execute(f"PRAGMA max_page_count = {int(max_pages)}").fetchall()
+    schema.migrate(conn, location)
+
+
+def _configure_reader(conn: sqlite3.Connection, busy_ms: int) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    conn.execute("PRAGMA query_only = 1")
+
+
+async def open_sqlite_store(
+    url: str, *, wall_clock: Callable[[], float] = time.time
+) -> SQLiteEventStore:
+    """The ``pubsub.stores`` factory for ``sqlite://`` URLs."""
+    try:
+        return await SQLiteEventStore.open(url, wall_clock=wall_clock)
+    except sqlite3.Error as exc:
+        raise store_error(url, exc) from exc
