@@ -34,7 +34,14 @@ from .errors import (
     SubscriptionError,
     SyncPublishInLoopError,
 )
-from .events import DispatchContext, Event, EventRegistry, default_registry, is_frozen_dataclass
+from .events import (
+    DispatchContext,
+    Event,
+    EventRegistry,
+    _dispatch,
+    default_registry,
+    is_frozen_dataclass,
+)
 from .memory import MemoryDeadLetterQueue
 from .metrics import EventTypeRecorder, HandlerRecorder, InMemoryMetrics, MetricsCollector
 from .policies import BreakerPolicy, BreakerState, CircuitBreaker, RetryPolicy
@@ -57,6 +64,7 @@ PublishHook = Callable[[Event], object]
 """Called with every event before dispatch (the seam for tracing); must not block."""
 
 log = logging.getLogger("pubsub")
+_OK = OutcomeStatus.OK
 
 DECODE_HANDLER = "<decode>"
 MIDDLEWARE_HANDLER = "<middleware>"
@@ -190,6 +198,8 @@ class EventBus:
         self._window: asyncio.Semaphore | None = None
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._start_lock: asyncio.Lock | None = None
+        self._plain = False
+        self._update_plain()
 
     # -- subscriptions ---------------------------------------------------------------
 
@@ -321,20 +331,29 @@ class EventBus:
         short-circuit."""
         self._middleware.append(middleware)
         self._chain = None
+        self._update_plain()
 
     def remove_middleware(self, middleware: Middleware) -> None:
         self._middleware.remove(middleware)
         self._chain = None
+        self._update_plain()
 
     def on_publish(self, hook: PublishHook) -> PublishHook:
         """Call ``hook(event)`` with every event before dispatch. A hook that raises is
         reported (logged and counted) and removed."""
         self._hooks.append(hook)
+        self._update_plain()
         return hook
+
+    def _update_plain(self) -> None:
+        """Can publish take the hot path (nothing but handlers between it and them)?"""
+        self._plain = not (
+            self._closed or self._dev or self._hooks or self._middleware or self._store is not None
+        )
 
     def _compose(self) -> Callable[[Event], Awaitable[list[HandlerOutcome]]]:
         async def innermost(event: Event) -> list[HandlerOutcome]:
-            return await self._dispatch(event, DispatchContext(event))
+            return await self._dispatch(event, event)
 
         chain: Callable[[Event], Awaitable[list[HandlerOutcome]]] = innermost
         for mw in reversed(self._middleware):
@@ -359,6 +378,7 @@ class EventBus:
             except Exception as exc:
                 self._internal_error(f"on_publish hook {hook!r} (now removed)", exc)
                 self._hooks.remove(hook)
+                self._update_plain()
 
     def _recorder(self, handler: str, event_type: str) -> HandlerRecorder:
         try:
@@ -389,6 +409,37 @@ class EventBus:
         """Publish ``event``: append it durably when the bus has a store, then dispatch
         it to every matching handler concurrently. Returns every handler's outcome;
         with ``raise_on_error`` a failure raises DispatchError (after all handlers ran)."""
+        if self._plain:
+            # The hot path: no store, no middleware, no hooks. One plain async handler
+            # is awaited right here: no extra coroutine, task or gather.
+            route = self._routes.get(event.__class__) or self._route(event.__class__)
+            one = route.plain
+            if one is not None:
+                runner, rec = one
+                route.published()
+                self._active += 1
+                token = _dispatch.set(event)
+                t0 = perf_counter()
+                try:
+                    await runner.fn(event)
+                    duration = perf_counter() - t0
+                except Exception as exc:
+                    failure = runner.give_up(
+                        rec, exc, OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED, 1, t0, None
+                    )
+                    return await self._finish_unlogged(event, [failure], raise_on_error)
+                finally:
+                    _dispatch.reset(token)
+                    self._active -= 1
+                    if self._idle is not None and not self._active:
+                        self._idle.set()
+                rec.succeeded(duration)
+                self._counters.published += 1
+                self._counters.ok += 1
+                return PublishResult(event, (HandlerOutcome(runner.name, _OK, 1, duration),))
+            return await self._finish_unlogged(
+                event, await self._dispatch_tracked(event, None), raise_on_error
+            )
         if self._closed:
             raise BusClosedError()
         if self._dev:
@@ -397,17 +448,28 @@ class EventBus:
             self._run_hooks(event)
         if self._store is not None:
             return await self._publish_durable(event, raise_on_error)
+        chain = self._chain or (self._compose() if self._middleware else None)
+        return await self._finish_unlogged(
+            event, await self._dispatch_tracked(event, chain), raise_on_error
+        )
+
+    async def _dispatch_tracked(
+        self, event: Event, chain: Callable[[Event], Awaitable[list[HandlerOutcome]]] | None
+    ) -> list[HandlerOutcome]:
         self._active += 1
         try:
-            chain = self._chain or (self._compose() if self._middleware else None)
             if chain is None:
-                outcomes = await self._dispatch(event, DispatchContext(event))
-            else:
-                outcomes = await self._through_middleware(chain, event)
+                return await self._dispatch(event, event)
+            return await self._through_middleware(chain, event)
         finally:
             self._active -= 1
             if self._active == 0 and self._idle is not None:
                 self._idle.set()
+
+    async def _finish_unlogged(
+        self, event: Event, outcomes: list[HandlerOutcome], raise_on_error: bool | None
+    ) -> PublishResult:
+        """Count a store-less publish, dead-letter its failures, raise if asked."""
         self._counters.published += 1
         result = PublishResult(event, outcomes)
         if not self._tally(outcomes):
@@ -422,7 +484,9 @@ class EventBus:
                 result.raise_for_errors()
         return result
 
-    async def _dispatch(self, event: Event, context: DispatchContext) -> list[HandlerOutcome]:
+    async def _dispatch(
+        self, event: Event, context: Event | DispatchContext
+    ) -> list[HandlerOutcome]:
         route = self._routes.get(type(event)) or self._route(type(event))
         route.published()
         if not route.runners:
@@ -503,14 +567,14 @@ class EventBus:
             self._counters.last_seq = appended.seq
         if not self._consume:
             return PublishResult(event, (), appended.seq)
-        outcomes = await self._dispatch_seq(appended.seq, event, DispatchContext(event), "live")
+        outcomes = await self._dispatch_seq(appended.seq, event, event, "live")
         result = PublishResult(event, outcomes, appended.seq)
         if not result.ok and (raise_on_error if raise_on_error is not None else self._raise):
             result.raise_for_errors()
         return result
 
     async def _dispatch_seq(
-        self, seq: int, event: Event, context: DispatchContext, source: str
+        self, seq: int, event: Event, context: Event | DispatchContext, source: str
     ) -> list[HandlerOutcome]:
         """Dispatch a stored event as this group's consumer and record its progress."""
         progress = self._progress
@@ -646,7 +710,7 @@ class EventBus:
             self._counters.dead_lettered += 1
             self._schedule_commit()
             return
-        await self._dispatch_seq(record.seq, event, DispatchContext(event), "live")
+        await self._dispatch_seq(record.seq, event, event, "live")
 
     async def follow(self, stop: asyncio.Event, *, poll_interval: float = 0.2) -> None:
         """Dispatch events appended by other processes until ``stop`` is set."""
@@ -686,6 +750,7 @@ class EventBus:
         if self._closed:
             return
         self._closed = True
+        self._update_plain()
         drained = await self.drain(timeout)
         for task in list(self._tasks):
             task.cancel()

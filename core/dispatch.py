@@ -169,7 +169,7 @@ class Runner:
             try:
                 await self.fn(event)
             except Exception as exc:
-                return self._give_up(
+                return self.give_up(
                     rec, exc, OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED, 1, t0, None
                 )
             duration = perf_counter() - t0
@@ -186,7 +186,7 @@ class Runner:
         while True:
             attempt += 1
             if breaker is not None and not breaker.allow():
-                return self._give_up(
+                return self.give_up(
                     rec,
                     BreakerOpenError(self.name),
                     OutcomeStatus.REJECTED,
@@ -200,9 +200,8 @@ class Runner:
             token = None
             if attempt > 1:
                 parent = _dispatch.get()
-                token = _dispatch.set(
-                    DispatchContext(event, attempt, parent.redelivery if parent else False)
-                )
+                again = isinstance(parent, DispatchContext) and parent.redelivery
+                token = _dispatch.set(DispatchContext(event, attempt, again))
             try:
                 await self._attempt(event)
             except Exception as exc:
@@ -222,7 +221,7 @@ class Runner:
                     status, reason = OutcomeStatus.FAILED, DeadLetterReason.NOT_RETRYABLE
                 else:
                     status, reason = OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED
-                return self._give_up(rec, exc, status, reason, attempt, t0, first_failure)
+                return self.give_up(rec, exc, status, reason, attempt, t0, first_failure)
             else:
                 if breaker is not None:
                     breaker.record_success()
@@ -233,7 +232,7 @@ class Runner:
                 if token is not None:
                     _dispatch.reset(token)
 
-    def _give_up(
+    def give_up(
         self,
         rec: HandlerRecorder,
         exc: Exception,
@@ -255,7 +254,7 @@ class Runner:
 class Route:
     """The runners that match one concrete event type, with their recorders."""
 
-    __slots__ = ("published", "runners", "single")
+    __slots__ = ("plain", "published", "runners", "single")
 
     def __init__(
         self,
@@ -264,6 +263,8 @@ class Route:
     ) -> None:
         self.runners = runners
         self.single = runners[0] if len(runners) == 1 else None
+        # The single runner when it can be awaited directly by publish (no policy).
+        self.plain = self.single if self.single is not None and self.single[0].plain else None
         self.published = published
 
 
@@ -302,7 +303,10 @@ async def _continue(coro: Any, yielded: Any) -> HandlerOutcome:
 
 
 async def run_route(
-    route: Route, event: Event, context: DispatchContext, tasks: set[asyncio.Task[Any]]
+    route: Route,
+    event: Event,
+    context: Event | DispatchContext,
+    tasks: set[asyncio.Task[Any]],
 ) -> list[HandlerOutcome]:
     """Run every runner of ``route`` on ``event`` concurrently; one outcome each, in
     subscription order. Suspended handlers' tasks are added to ``tasks`` while they run

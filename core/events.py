@@ -54,30 +54,42 @@ class DispatchContext:
         )
 
 
-_dispatch: contextvars.ContextVar[DispatchContext | None] = contextvars.ContextVar(
+# What the running handler is handling. On the hot path the bus stores the event itself
+# (attempt 1, first delivery) and saves building a DispatchContext per publish;
+# current_dispatch() builds one when asked.
+_dispatch: contextvars.ContextVar[Event | DispatchContext | None] = contextvars.ContextVar(
     "pubsub_dispatch", default=None
 )
 
 
 def current_dispatch() -> DispatchContext | None:
     """The invocation of the handler running in this context, or None outside handlers."""
-    return _dispatch.get()
+    ctx = _dispatch.get()
+    if ctx is None or isinstance(ctx, DispatchContext):
+        return ctx
+    return DispatchContext(ctx)
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _causation() -> UUID | None:
-    ctx = _dispatch.get()
-    return None if ctx is None else ctx.event.id
-
-
-def _correlation() -> UUID | None:
+def _parent() -> Event | None:
     ctx = _dispatch.get()
     if ctx is None:
         return None
-    parent = ctx.event
+    return ctx.event if isinstance(ctx, DispatchContext) else ctx
+
+
+def _causation() -> UUID | None:
+    parent = _parent()
+    return None if parent is None else parent.id
+
+
+def _correlation() -> UUID | None:
+    parent = _parent()
+    if parent is None:
+        return None
     return parent.correlation_id or parent.id
 
 

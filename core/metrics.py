@@ -23,6 +23,7 @@ __all__ = [
 ]
 
 _RING = 1024  # recent samples kept per (handler, event type) for percentiles
+_MASK = _RING - 1
 
 
 @runtime_checkable
@@ -70,37 +71,37 @@ class _Pair:
         "rejected",
         "retries",
         "ring",
-        "succeeded_n",
         "timed_out",
         "total",
     )
 
     def __init__(self) -> None:
-        self.succeeded_n = 0
         self.failed_n = 0
         self.timed_out = 0
         self.rejected = 0
         self.retries = 0
         self.dead_letters = 0
-        self.n = 0  # durations recorded
+        self.n = 0  # outcomes recorded (each with its duration)
         self.total = 0.0
         self.max = 0.0
-        self.ring: list[float] = []
+        self.ring = [0.0] * _RING  # the last _RING durations; only min(n, _RING) are real
 
-    def _duration(self, duration: float) -> None:
+    @property
+    def succeeded_n(self) -> int:
+        return self.n - self.failed_n - self.timed_out - self.rejected
+
+    @property
+    def samples(self) -> list[float]:
+        return self.ring[: min(self.n, _RING)]
+
+    def succeeded(self, duration: float) -> None:
+        # The hot path: a handful of attribute updates, no branches but the max.
         n = self.n
-        if n < _RING:
-            self.ring.append(duration)
-        else:
-            self.ring[n % _RING] = duration
+        self.ring[n & _MASK] = duration
         self.n = n + 1
         self.total += duration
         if duration > self.max:
             self.max = duration
-
-    def succeeded(self, duration: float) -> None:
-        self.succeeded_n += 1
-        self._duration(duration)
 
     def failed(self, duration: float, status: OutcomeStatus) -> None:
         if status is OutcomeStatus.TIMED_OUT:
@@ -109,7 +110,7 @@ class _Pair:
             self.rejected += 1
         else:
             self.failed_n += 1
-        self._duration(duration)
+        self.succeeded(duration)
 
     def retried(self) -> None:
         self.retries += 1
@@ -136,7 +137,7 @@ def _percentile(sorted_samples: list[float], q: float) -> float:
 
 
 def _summary(pairs: list[_Pair]) -> dict[str, Any]:
-    samples = sorted(s for p in pairs for s in p.ring)
+    samples = sorted(s for p in pairs for s in p.samples)
     n = sum(p.n for p in pairs)
     total = sum(p.total for p in pairs)
     return {
