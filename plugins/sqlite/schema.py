@@ -116,7 +116,7 @@ class Inspection:
 
 def _read_header(path: Path) -> bytes:
     with path.open("rb") as f:
-        return f.read(100)
+        return f.read(108)
 
 
 def inspect(path: Path, location: str) -> Inspection:
@@ -136,8 +136,28 @@ def inspect(path: Path, location: str) -> Inspection:
         header = _read_header(path)
     except OSError as exc:
         raise StoreUnavailableError(location, f"cannot read the file: {exc.strerror}") from None
-    if not header.startswith(SQLITE_MAGIC):
+    if not header.startswith(SQLITE_MAGIC) or len(header) < 108:
         raise NotAStoreError(location, "is not a pubsub store (not an SQLite database)")
+    if any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-journal")):
+        # The journal may hold a newer first page than the file: ask SQLite, read-only.
+        app_id, version, objects = _ask_sqlite(path, location)
+    else:
+        # The header is authoritative: read it without opening the file with SQLite,
+        # which would create -wal/-shm files beside a WAL-mode database.
+        version = int.from_bytes(header[60:64], "big", signed=True)
+        app_id = int.from_bytes(header[68:72], "big", signed=True)
+        page_type, cells = header[100], int.from_bytes(header[103:105], "big")
+        objects = 0 if page_type == 0x0D and cells == 0 else 1
+    if app_id == 0 and version == 0 and objects == 0:
+        return Inspection(FileState.NEW, 0)
+    if app_id != APPLICATION_ID:
+        raise NotAStoreError(location, f"is not a pubsub store (application_id {app_id:#x})")
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(location, version, SCHEMA_VERSION)
+    return Inspection(FileState.STORE, version)
+
+
+def _ask_sqlite(path: Path, location: str) -> tuple[int, int, int]:
     try:
         conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
@@ -150,13 +170,7 @@ def inspect(path: Path, location: str) -> Inspection:
         raise NotAStoreError(location, f"is not a pubsub store (unreadable: {exc})") from None
     finally:
         conn.close()
-    if app_id == 0 and version == 0 and objects == 0:
-        return Inspection(FileState.NEW, 0)
-    if app_id != APPLICATION_ID:
-        raise NotAStoreError(location, f"is not a pubsub store (application_id {app_id:#x})")
-    if version > SCHEMA_VERSION:
-        raise SchemaVersionError(location, version, SCHEMA_VERSION)
-    return Inspection(FileState.STORE, version)
+    return int(app_id), int(version), int(objects)
 
 
 def create_private_file(path: Path) -> None:

@@ -21,6 +21,7 @@ import sqlite3
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from . import schema
 from .connection import Link, connect, store_error
 from .writer import GroupCommitWriter, Row
 
-__all__ = ["SQLiteEventStore", "open_sqlite_store"]
+__all__ = ["SQLiteEventStore", "SQLiteStoreStatistics", "open_sqlite_store"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
@@ -69,7 +70,28 @@ _DLQ_COLUMNS = (
     "first_failure_at, last_failure_at, payload, seq, group_name, source, status, "
     "resolved_at, resolution"
 )
+_PRAGMAS = (
+    "application_id",
+    "user_version",
+    "journal_mode",
+    "synchronous",
+    "wal_autocheckpoint",
+    "busy_timeout",
+    "page_size",
+    "max_page_count",
+)
+_SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 _OPTIONS = ("busy_timeout", "max_page_count", "mode", "readonly", "synchronous")
+
+
+@dataclass(frozen=True, slots=True)
+class SQLiteStoreStatistics:
+    """What this store's group-commit writer has done since it was opened."""
+
+    transactions: int  # append transactions committed
+    events: int  # events they appended
+    duplicates: int  # events answered as duplicates of stored ids
+    largest_transaction: int  # most events appended by one transaction
 
 
 # -- conversions ----------------------------------------------------------------------
@@ -472,6 +494,20 @@ class SQLiteEventStore:
         when it takes a consumer lease; publishers never checkpoint)."""
         await self._write_link().run(_execute_pragma, "PRAGMA wal_autocheckpoint = 1000")
 
+    def statistics(self) -> SQLiteStoreStatistics:
+        w = self._writer
+        if w is None:
+            return SQLiteStoreStatistics(0, 0, 0, 0)
+        return SQLiteStoreStatistics(w.transactions, w.events, w.duplicates, w.largest)
+
+    async def pragmas(self) -> dict[str, str | int]:
+        """The settings the store runs with, as the write connection (or, read-only, the
+        read connection) sees them."""
+        link = self._writer_link or self._reader
+        values = await link.run(_read_pragmas)
+        values["synchronous"] = _SYNCHRONOUS_NAMES.get(int(values["synchronous"]), "?")
+        return values
+
     async def integrity_check(self) -> list[str]:
         """``PRAGMA integrity_check``: ``["ok"]`` for a sound file, else the problems."""
         rows = await self._reader.run(_fetch_all, "PRAGMA integrity_check", ())
@@ -743,6 +779,10 @@ class SQLiteEventStore:
     async def load_snapshot(self, snapshot_id: int) -> Snapshot | None:
         found = await self._snapshots("id = ?", (snapshot_id,), "")
         return found[0] if found else None
+
+
+def _read_pragmas(conn: sqlite3.Connection) -> dict[str, str | int]:
+    return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in _PRAGMAS}
 
 
 def _execute_pragma(conn: sqlite3.Connection, sql: str) -> None:

@@ -113,7 +113,10 @@ class GroupCommitWriter:
         self._refuse = refuse  # raises when the store cannot be written (read-only, closed)
         self._queue: list[_Request] = []
         self._task: asyncio.Task[None] | None = None
-        self.commits = 0  # transactions committed (observable in tests and benchmarks)
+        self.transactions = 0  # group commits done
+        self.events = 0  # events they appended
+        self.duplicates = 0  # events answered as duplicates
+        self.largest = 0  # most events in one transaction
 
     async def append(self, rows: Sequence[Row], ids: Sequence[UUID]) -> list[AppendResult]:
         """Queue the rows and return once the transaction holding them is committed."""
@@ -139,10 +142,16 @@ class GroupCommitWriter:
                     for request in batch:
                         request.future.cancel()
                     raise
-                self.commits += 1
+                self.transactions += 1
+                size = 0
                 for request, result in zip(batch, results, strict=True):
+                    dups = sum(1 for r in result if r.duplicate)
+                    self.duplicates += dups
+                    size += len(result) - dups
                     if not request.future.done():  # the caller may have been cancelled
                         request.future.set_result(result)
+                self.events += size
+                self.largest = max(self.largest, size)
         finally:
             self._task = None
             for request in self._queue:
