@@ -1,0 +1,95 @@
+"""App: the ``pubsub`` command — its global flags, its command groups, and the one place
+where library errors become a one-line message and an exit code.
+
+Exit codes: 0 ok, 1 operational failure (a ``PubSubError`` or an ``OSError``, printed as
+one line on stderr; the traceback only with ``-v``), 2 usage error (typer's own).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from core.errors import PubSubError
+
+from . import __version__
+from .commands import bench, check, dlq, events, plugins, publish, replay, run, snapshot, stats
+from .context import CLIState, RootDbOption, RootStoreOption, state
+from .output import Output
+
+__all__ = ["app", "main"]
+
+
+class _PubSubGroup(TyperGroup):
+    """The root group: catches the library's root error once, for every command."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (PubSubError, OSError) as exc:
+            obj = ctx.obj if isinstance(ctx.obj, CLIState) else CLIState()
+            obj.output.error(str(exc), exc)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_PubSubGroup,
+    name="pubsub",
+    help="Event-replay workbench for pubsub: run handlers, publish, browse, replay, "
+    "snapshot, inspect the DLQ, benchmark.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pubsub {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    verbose: Annotated[
+        int, typer.Option("-v", "--verbose", count=True, help="Show tracebacks and more detail")
+    ] = 0,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="Only results and errors: no notes on stderr")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit"
+        ),
+    ] = False,
+    db: RootDbOption = None,
+    store: RootStoreOption = None,
+) -> None:
+    """Event-replay workbench for pubsub."""
+    obj = state(ctx)
+    obj.verbose = verbose
+    obj.quiet = quiet and not verbose
+    obj.db = db
+    obj.store = store
+    obj.output = Output(quiet=obj.quiet, verbose=verbose > 0)
+
+
+app.add_typer(events.app, name="events")
+app.add_typer(snapshot.app, name="snapshot")
+app.add_typer(dlq.app, name="dlq")
+app.add_typer(plugins.app, name="plugins")
+app.command("run")(run.run)
+app.command("publish")(publish.publish)
+app.command("replay")(replay.replay)
+app.command("bench")(bench.bench)
+app.command("stats")(stats.stats)
+app.command("check")(check.check)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: ``pubsub`` and ``python -m pubsub_cli``."""
+    app(args=argv, prog_name="pubsub", obj=CLIState())

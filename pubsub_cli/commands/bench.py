@@ -1,0 +1,104 @@
+"""Bench: ``pubsub bench`` — throughput and dispatch overhead on the in-memory or the
+SQLite store, compared with the seed's service levels (the logic is ``core.bench``)."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from typing import Annotated, Any
+
+import typer
+
+from core.bench import BenchConfig, run_benchmark
+from pubsub_cli.context import JsonOption, state
+
+
+class StoreChoice(enum.StrEnum):
+    MEMORY = "memory"
+    SQLITE = "sqlite"
+
+
+def bench(
+    ctx: typer.Context,
+    events: Annotated[
+        int, typer.Option("--events", "-n", min=1, help="Events to publish")
+    ] = 20_000,
+    handlers: Annotated[
+        int, typer.Option("--handlers", "-k", min=0, help="No-op handlers per event")
+    ] = 1,
+    store: Annotated[
+        StoreChoice, typer.Option("--store", help="Store for the throughput phase")
+    ] = StoreChoice.MEMORY,
+    publishers: Annotated[
+        int, typer.Option("--publishers", "-c", min=1, help="Concurrent publishers")
+    ] = 16,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when a service level is missed")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Measure throughput and dispatch overhead (p50/p99/max) against the service levels."""
+    out = state(ctx).out(json)
+    config = BenchConfig(events=events, handlers=handlers, store=store.value, publishers=publishers)
+    out.note(
+        f"bench: {events:,} events, {handlers} handler(s), {store.value} store, "
+        f"{publishers} publisher(s)"
+    )
+    with out.progress(config.events + config.samples, "benchmarking") as advance:
+        report = asyncio.run(run_benchmark(config, progress=advance))
+    doc: dict[str, Any] = {
+        "config": {
+            "events": events,
+            "handlers": handlers,
+            "store": store.value,
+            "publishers": publishers,
+            "overhead_samples": config.samples,
+        },
+        "store_url": report.store_url,
+        "durability": report.durability,
+        "duration": report.duration,
+        "throughput": report.throughput,
+        "overhead": {
+            "p50_ms": report.overhead_p50 * 1e3,
+            "p99_ms": report.overhead_p99 * 1e3,
+            "max_ms": report.overhead_max * 1e3,
+        },
+        "publish_latency": {
+            "p50_ms": report.publish_p50 * 1e3,
+            "p99_ms": report.publish_p99 * 1e3,
+        },
+        "checks": [
+            {
+                "name": c.name,
+                "value": c.value * 1e3 if c.unit == "ms" else c.value,
+                "unit": c.unit,
+                "target": c.target,
+                "passed": c.passed,
+            }
+            for c in report.checks
+        ],
+        "passed": report.passed,
+    }
+    if json:
+        out.json(doc)
+    else:
+        out.table(
+            ("measure", "value", "seed SLO", "result"),
+            [
+                (
+                    c["name"],
+                    f"{c['value']:,.0f} {c['unit']}"
+                    if c["unit"] == "events/s"
+                    else f"{c['value']:.4f} {c['unit']}",
+                    c["target"],
+                    "-" if c["passed"] is None else ("pass" if c["passed"] else "FAIL"),
+                )
+                for c in doc["checks"]
+            ],
+            title=f"pubsub bench ({store.value} store: {report.durability})",
+            caption=f"{events:,} events in {report.duration:.3f}s; "
+            f"overhead measured on {config.samples:,} sequential publishes without a store",
+        )
+    if strict and not report.passed:
+        out.error("a service level was missed (--strict)")
+        raise typer.Exit(1)

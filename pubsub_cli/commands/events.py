@@ -1,0 +1,229 @@
+"""Events: browsing the log — ``events list``, ``events tail`` (follow) and ``events
+show`` (one event with its causal chain)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Annotated, Any
+from uuid import UUID
+
+import typer
+
+from core.store import EventStore, StoredEvent
+from pubsub_cli.context import DbOption, JsonOption, StoreOption, open_store, state
+from pubsub_cli.output import Output
+from pubsub_cli.records import EVENT_COLUMNS, event_dict, event_row
+from pubsub_cli.times import SINCE_HELP, UNTIL_HELP, time_option
+
+app = typer.Typer(help="Browse the event log.", no_args_is_help=True)
+
+SinceOption = Annotated[str | None, typer.Option("--since", help=SINCE_HELP, metavar="TIME")]
+UntilOption = Annotated[str | None, typer.Option("--until", help=UNTIL_HELP, metavar="TIME")]
+TypeOption = Annotated[
+    list[str] | None,
+    typer.Option("--type", "-t", help="Only this event type (repeatable)", metavar="TYPE"),
+]
+
+
+@app.command("list")
+def list_events(
+    ctx: typer.Context,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    types: TypeOption = None,
+    from_seq: Annotated[int, typer.Option("--from-seq", min=1, help="First sequence number")] = 1,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=0, help="At most this many events (0: all)")
+    ] = 100,
+    json: JsonOption = False,
+    db: DbOption = None,
+    store: StoreOption = None,
+) -> None:
+    """List stored events in sequence order (JSON lines with --json)."""
+    st = state(ctx)
+    settings = st.settings(db=db, store=store)
+    out = st.out(json)
+    since_at, until_at = time_option(since, "--since"), time_option(until, "--until")
+
+    async def go() -> list[StoredEvent]:
+        async with open_store(settings) as s:
+            return [
+                r
+                async for r in s.read(
+                    from_seq=from_seq,
+                    since=since_at,
+                    until=until_at,
+                    types=types or None,
+                    limit=limit or None,
+                )
+            ]
+
+    records = asyncio.run(go())
+    if json:
+        for r in records:
+            out.json_line(event_dict(r))
+        return
+    out.table(
+        EVENT_COLUMNS,
+        [event_row(r) for r in records],
+        title=f"events in {settings.store_url}",
+        caption=f"{len(records)} event(s)"
+        + (f" (--limit {limit})" if len(records) == limit else ""),
+    )
+
+
+async def _follow(
+    store: EventStore,
+    out: Output,
+    *,
+    start: int,
+    types: list[str] | None,
+    poll: float,
+    stop: asyncio.Event,
+) -> None:
+    after = start
+    while not stop.is_set():
+        async for r in store.read(from_seq=after + 1, types=types):
+            after = r.seq
+            if out.json_mode:
+                out.json_line(event_dict(r))
+            else:
+                _tail_line(out, r)
+        if types:  # skipped types still move the cursor
+            after = max(after, await store.last_seq())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), poll)
+
+
+def _tail_line(out: Output, r: StoredEvent) -> None:
+    data = event_row(r, width=100)[-1]
+    at = r.appended_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    out.line(f"{r.seq}\t{at}\t{r.type_name}\t{r.event_id}\t{data}")
+
+
+@app.command("tail")
+def tail(
+    ctx: typer.Context,
+    last: Annotated[
+        int, typer.Option("--last", "-n", min=0, help="Show this many recent events first")
+    ] = 10,
+    types: TypeOption = None,
+    poll: Annotated[
+        float, typer.Option("--poll", min=0.01, help="Seconds between looks at the log")
+    ] = 0.5,
+    json: JsonOption = False,
+    db: DbOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Follow the log: print new events as they are appended, until Ctrl-C."""
+    st = state(ctx)
+    settings = st.settings(db=db, store=store)
+    out = st.out(json)
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            async with open_store(settings) as s:
+                last_seq = await s.last_seq()
+                start = max(0, last_seq - last)
+                out.ready(f"following {settings.store_url} after seq {last_seq} (Ctrl-C to stop)")
+                await _follow(s, out, start=start, types=types or None, poll=poll, stop=stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    asyncio.run(go())
+
+
+def _node(record: StoredEvent) -> str:
+    return f"#{record.seq} {record.type_name} {record.event_id}"
+
+
+async def _descendants(store: EventStore, record: StoredEvent, depth: int) -> list[Any]:
+    if depth <= 0:
+        return []
+    return [
+        (child, await _descendants(store, child, depth - 1))
+        for child in await store.children(record.event_id)
+    ]
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(metavar="SEQ|ID", help="Sequence number or event id")],
+    depth: Annotated[int, typer.Option("--depth", min=1, help="How deep to follow effects")] = 20,
+    json: JsonOption = False,
+    db: DbOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Show one event, its payload and its causal chain (causes and effects)."""
+    st = state(ctx)
+    settings = st.settings(db=db, store=store)
+    out = st.out(json)
+    try:
+        key: int | UUID = int(ref)
+    except ValueError:
+        try:
+            key = UUID(ref)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{ref!r} is neither a sequence number nor an event id (UUID)",
+                param_hint="'SEQ|ID'",
+            ) from None
+
+    async def go() -> tuple[StoredEvent, list[StoredEvent], list[Any]]:
+        async with open_store(settings) as s:
+            record = await (s.get(key) if isinstance(key, int) else s.get_by_id(key))
+            if record is None:
+                from core.errors import StoreError
+
+                raise StoreError(
+                    f"no event {ref} in {settings.store_url}: see 'pubsub events list'"
+                )
+            causes: list[StoredEvent] = []
+            cursor = record
+            while cursor.causation_id is not None and len(causes) < depth:
+                parent = await s.get_by_id(cursor.causation_id)
+                if parent is None:
+                    break
+                causes.insert(0, parent)
+                cursor = parent
+            return record, causes, await _descendants(s, record, depth)
+
+    record, causes, effects = asyncio.run(go())
+
+    def tree_json(items: list[Any]) -> list[dict[str, Any]]:
+        return [
+            {"seq": r.seq, "id": str(r.event_id), "type": r.type_name, "effects": tree_json(sub)}
+            for r, sub in items
+        ]
+
+    def tree_rows(items: list[Any]) -> list[tuple[str, list[Any]]]:
+        return [(_node(r), tree_rows(sub)) for r, sub in items]
+
+    if json:
+        out.json(
+            {
+                "event": event_dict(record),
+                "causes": [
+                    {"seq": r.seq, "id": str(r.event_id), "type": r.type_name} for r in causes
+                ],
+                "effects": tree_json(effects),
+            }
+        )
+        return
+    doc = event_dict(record)
+    out.fields([(k, v) for k, v in doc.items() if k != "data"], title=f"event #{record.seq}")
+    import orjson
+
+    out.block("data", orjson.dumps(doc["data"], option=orjson.OPT_INDENT_2).decode(), lexer="json")
+    chain: list[tuple[str, list[Any]]] = [(f"[this] {_node(record)}", tree_rows(effects))]
+    for cause in reversed(causes):
+        chain = [(_node(cause), chain)]
+    out.tree("causal chain", chain)

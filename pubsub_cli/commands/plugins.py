@@ -1,0 +1,66 @@
+"""Plugins: ``pubsub plugins list`` — every entry point of every pubsub group, with its
+source package and whether it loads."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from core.entrypoints import GROUPS, discover
+from pubsub_cli.context import JsonOption, state
+
+app = typer.Typer(help="Discovered plugins (entry points).", no_args_is_help=True)
+
+
+@app.command("list")
+def list_plugins(
+    ctx: typer.Context,
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", "-g", help=f"Only these groups ({', '.join(GROUPS)})"),
+    ] = None,
+    json: JsonOption = False,
+) -> None:
+    """List every discovered plugin; a broken one is shown with its reason."""
+    out = state(ctx).out(json)
+    groups = tuple(group) if group else GROUPS
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown group {unknown[0]!r}; known: {', '.join(GROUPS)}", param_hint="'--group'"
+        )
+    found = discover(groups)
+    if json:
+        out.json(
+            {
+                "plugins": [
+                    {
+                        "group": p.group,
+                        "name": p.name,
+                        "value": p.value,
+                        "package": p.package,
+                        "version": p.version,
+                        "status": "broken" if p.broken else "ok",
+                        "error": p.error,
+                    }
+                    for p in found
+                ]
+            }
+        )
+        return
+    out.table(
+        ("group", "name", "object", "package", "status"),
+        [
+            (
+                p.group,
+                p.name,
+                p.value,
+                f"{p.package} {p.version}" if p.package else "-",
+                f"broken: {p.error}" if p.broken else "ok",
+            )
+            for p in found
+        ],
+        title="plugins",
+        caption=f"{len(found)} plugin(s), {sum(p.broken for p in found)} broken",
+    )

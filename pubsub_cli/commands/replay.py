@@ -1,0 +1,228 @@
+"""Replay: ``pubsub replay`` — re-dispatch a range of the log to the handlers in
+sequence order, with a progress bar and a summary; ``--dry-run`` prints the plan. A
+replay never moves a live checkpoint and never appends; its failures go to the DLQ
+tagged ``replay``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from core.bus import EventBus, ReplayReport
+from core.errors import SubscriptionError
+from core.events import default_registry
+from core.store import EventStore, StoredEvent
+from pubsub_cli.context import AppDirOption, DbOption, JsonOption, StoreOption, open_store, state
+from pubsub_cli.targets import load_targets
+from pubsub_cli.times import SINCE_HELP, UNTIL_HELP, time_option
+from pubsub_cli.wiring import build_bus
+
+
+class _Range:
+    """The selection a replay reads: sequence bounds, times and types."""
+
+    def __init__(
+        self,
+        from_seq: int,
+        to_seq: int | None,
+        since: datetime | None,
+        until: datetime | None,
+        types: list[str] | None,
+    ) -> None:
+        self.from_seq, self.to_seq = from_seq, to_seq
+        self.since, self.until, self.types = since, until, types
+
+    def read(self, store: EventStore) -> AsyncIterator[StoredEvent]:
+        return store.read(
+            from_seq=self.from_seq,
+            to_seq=self.to_seq,
+            since=self.since,
+            until=self.until,
+            types=self.types,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "from_seq": self.from_seq,
+            "to_seq": self.to_seq,
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "types": self.types,
+        }
+
+
+async def _plan(
+    bus: EventBus, store: EventStore, rng: _Range, handlers: list[str] | None
+) -> dict[str, Any]:
+    """What a replay of ``rng`` would do: sequence range, events per type, receivers."""
+    per_type: dict[str, int] = {}
+    first = last = None
+    first_at = last_at = None
+    async for r in rng.read(store):
+        if first is None:
+            first, first_at = r.seq, r.appended_at
+        last, last_at = r.seq, r.appended_at
+        per_type[r.type_name] = per_type.get(r.type_name, 0) + 1
+    receivers: dict[str, list[str] | None] = {}
+    for name in per_type:
+        cls = default_registry.get(name)
+        got = None if cls is None else bus.handlers_for(cls)
+        if got is not None and handlers:
+            got = [h for h in got if h in handlers]
+        receivers[name] = got
+    return {
+        "selection": rng.describe(),
+        "events": sum(per_type.values()),
+        "first_seq": first,
+        "last_seq": last,
+        "first_appended_at": first_at.isoformat() if first_at else None,
+        "last_appended_at": last_at.isoformat() if last_at else None,
+        "types": [
+            {"type": t, "events": n, "handlers": receivers[t]} for t, n in sorted(per_type.items())
+        ],
+    }
+
+
+def replay(
+    ctx: typer.Context,
+    targets: Annotated[
+        list[str],
+        typer.Argument(metavar="TARGET...", help="Handlers: file.py, package.module[:attr]"),
+    ],
+    since: Annotated[str | None, typer.Option("--since", help=SINCE_HELP, metavar="TIME")] = None,
+    until: Annotated[str | None, typer.Option("--until", help=UNTIL_HELP, metavar="TIME")] = None,
+    from_seq: Annotated[
+        int | None, typer.Option("--from-seq", min=1, help="First sequence number")
+    ] = None,
+    to_seq: Annotated[
+        int | None, typer.Option("--to-seq", min=1, help="Last sequence number")
+    ] = None,
+    types: Annotated[
+        list[str] | None, typer.Option("--type", "-t", help="Only this event type (repeatable)")
+    ] = None,
+    handler: Annotated[
+        list[str] | None, typer.Option("--handler", help="Only this handler (repeatable)")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option("--rate", min=0.001, help="At most N events per second")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan, dispatch nothing")
+    ] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a handler failed")] = False,
+    plugin: Annotated[
+        list[str] | None, typer.Option("--plugin", help="pubsub.handlers entry point")
+    ] = None,
+    app_dir: AppDirOption = None,
+    json: JsonOption = False,
+    db: DbOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Re-dispatch a range of stored events to the handlers, in sequence order."""
+    st = state(ctx)
+    settings = st.settings(db=db, store=store, app_dir=app_dir)
+    out = st.out(json)
+    if since is not None and from_seq is not None:
+        raise typer.BadParameter("give --since or --from-seq, not both", param_hint="'--since'")
+    rng = _Range(
+        from_seq or 1,
+        to_seq,
+        time_option(since, "--since"),
+        time_option(until, "--until"),
+        types or None,
+    )
+    loaded = load_targets(targets, plugins=plugin or [], app_dir=settings.app_dir)
+
+    async def go() -> tuple[dict[str, Any], ReplayReport | None]:
+        async with open_store(settings) as s:
+            bus = build_bus(loaded, s, group=settings.group, consume=False)
+            if handler:
+                known = {sub.name for sub in bus.subscriptions}
+                unknown = [h for h in handler if h not in known]
+                if unknown:
+                    raise SubscriptionError(
+                        f"no handler named {unknown[0]!r} is loaded; loaded: "
+                        f"{', '.join(sorted(known))}"
+                    )
+            async with bus:
+                plan = await _plan(bus, s, rng, handler)
+                if dry_run:
+                    return plan, None
+                with out.progress(plan["events"], "replaying") as advance:
+                    done = 0
+
+                    def progress(n: int) -> None:
+                        nonlocal done
+                        advance(n - done)
+                        done = n
+
+                    report = await bus.replay(
+                        rng.read(s), handlers=handler or None, rate=rate, progress=progress
+                    )
+                return plan, report
+
+    plan, report = asyncio.run(go())
+    if report is None:
+        if json:
+            out.json({"dry_run": True, **plan})
+            return
+        out.fields(
+            [
+                ("selection", ", ".join(f"{k}={v}" for k, v in plan["selection"].items() if v)),
+                ("sequence range", f"{plan['first_seq']} .. {plan['last_seq']}"),
+                ("time range", f"{plan['first_appended_at']} .. {plan['last_appended_at']}"),
+                ("events", plan["events"]),
+            ],
+            title="replay plan (dry run: nothing dispatched)",
+        )
+        out.table(
+            ("event type", "events", "handlers"),
+            [
+                (
+                    t["type"],
+                    t["events"],
+                    "unknown type (not imported)"
+                    if t["handlers"] is None
+                    else ", ".join(t["handlers"]) or "none",
+                )
+                for t in plan["types"]
+            ],
+        )
+        return
+    failed = sum(t.failed for t in report.per_handler.values())
+    doc = {
+        "dry_run": False,
+        "selection": plan["selection"],
+        "events": report.events,
+        "first_seq": report.first_seq,
+        "last_seq": report.last_seq,
+        "decode_errors": report.decode_errors,
+        "dead_letters": report.dead_letters,
+        "handlers": {
+            name: {"ok": t.ok, "failed": t.failed} for name, t in report.per_handler.items()
+        },
+        "duration": report.duration,
+        "rate": report.rate,
+    }
+    if json:
+        out.json(doc)
+    else:
+        out.table(
+            ("handler", "ok", "failed"),
+            [(name, t.ok, t.failed) for name, t in report.per_handler.items()],
+            title=f"replayed {report.events} event(s), seq {report.first_seq} .. {report.last_seq}",
+            caption=(
+                f"{report.duration:.3f}s, {report.rate:,.0f} events/s; "
+                f"{report.decode_errors} undecodable; {report.dead_letters} new dead letter(s) "
+                "(source: replay)"
+            ),
+        )
+    if strict and (failed or report.decode_errors):
+        out.error(
+            f"replay: {failed} handler failure(s), {report.decode_errors} decode error(s) (--strict)"
+        )
+        raise typer.Exit(1)

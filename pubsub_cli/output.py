@@ -1,0 +1,295 @@
+"""Output: everything the command line shows, and the only module that imports rich.
+
+People get rich tables, panels and progress bars; scripts get ``--json``: exactly one
+JSON document on stdout (JSON lines for streams), with progress, logs and errors on
+stderr. Colour and progress bars appear only on a terminal and never with ``NO_COLOR``.
+rich is imported on first use, so ``pubsub --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback as tb
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+from uuid import UUID
+
+import orjson
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["Output", "jsonable"]
+
+Cell = object
+Progress = Callable[[int], None]
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with datetimes, UUIDs, enums, paths and decimals as JSON-friendly data."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID | Path | Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _fmt(value: Cell) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:,.3f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, Enum):
+        return str(value.value)
+    return str(value)
+
+
+class Output:
+    """Where a command's results go; one per invocation.
+
+    ``json_mode`` keeps stdout for the single JSON document; ``quiet`` silences notes on
+    stderr (errors still show); ``verbose`` adds tracebacks to errors.
+    """
+
+    def __init__(
+        self,
+        *,
+        json_mode: bool = False,
+        quiet: bool = False,
+        verbose: bool = False,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+    ) -> None:
+        self.json_mode = json_mode
+        self.quiet = quiet
+        self.verbose = verbose
+        self._stdout = stdout
+        self._stderr = stderr
+        self._out: Console | None = None
+        self._err: Console | None = None
+
+    # -- streams ---------------------------------------------------------------------
+
+    @property
+    def stdout(self) -> TextIO:
+        return self._stdout if self._stdout is not None else sys.stdout
+
+    @property
+    def stderr(self) -> TextIO:
+        return self._stderr if self._stderr is not None else sys.stderr
+
+    def _console(self, stream: TextIO) -> Console:
+        from rich.console import Console
+
+        no_color = bool(os.environ.get("NO_COLOR"))
+        # Piped output is read by people later (less, CI logs): do not wrap at 80.
+        tty = getattr(stream, "isatty", lambda: False)()
+        width = None if tty or os.environ.get("COLUMNS") else 120
+        return Console(
+            width=width,
+            file=stream,
+            no_color=no_color,
+            highlight=False,
+            emoji=False,
+            color_system=None if no_color else "auto",
+            soft_wrap=False,
+        )
+
+    @property
+    def out(self) -> Console:
+        if self._out is None:
+            self._out = self._console(self.stdout)
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            self._err = self._console(self.stderr)
+        return self._err
+
+    @property
+    def interactive(self) -> bool:
+        """A person watches stderr: progress bars and status lines are worth drawing."""
+        return not self.quiet and self.err.is_terminal and not self.err.is_dumb_terminal
+
+    def with_json(self, json_mode: bool) -> Output:
+        """A copy of this output for a command that was given ``--json``."""
+        return Output(
+            json_mode=json_mode,
+            quiet=self.quiet,
+            verbose=self.verbose,
+            stdout=self._stdout,
+            stderr=self._stderr,
+        )
+
+    # -- plain messages (stderr) -------------------------------------------------------
+
+    def note(self, message: str) -> None:
+        """A remark for people (stderr); silenced by ``-q``."""
+        if not self.quiet:
+            self.err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"warning: {message}", markup=False, style="yellow", soft_wrap=True)
+
+    def error(self, message: str, exc: BaseException | None = None) -> None:
+        """One line on stderr; with ``-v`` the traceback follows it."""
+        line = " ".join(message.split())
+        if self.verbose and exc is not None:
+            self.stderr.write("".join(tb.format_exception(exc)))
+        self.stderr.write(f"error: {line}\n")
+        self.stderr.flush()
+
+    def ready(self, message: str) -> None:
+        """A line that says the command is now doing its job (tests wait for it)."""
+        self.stderr.write(f"{message}\n")
+        self.stderr.flush()
+
+    # -- results (stdout) --------------------------------------------------------------
+
+    def json(self, document: Any) -> None:
+        """The single JSON document of a ``--json`` command."""
+        self.stdout.write(orjson.dumps(jsonable(document), option=orjson.OPT_INDENT_2).decode())
+        self.stdout.write("\n")
+        self.stdout.flush()
+
+    def json_line(self, document: Any) -> None:
+        """One JSON line of a stream (``events list``, ``events tail``)."""
+        self.stdout.write(orjson.dumps(jsonable(document)).decode())
+        self.stdout.write("\n")
+        self.stdout.flush()
+
+    def line(self, text: str) -> None:
+        """A plain line on stdout, for results that scripts read (sequence numbers)."""
+        self.stdout.write(f"{text}\n")
+        self.stdout.flush()
+
+    def table(
+        self,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Cell]],
+        *,
+        title: str | None = None,
+        caption: str | None = None,
+        styles: Mapping[str, str] | None = None,
+    ) -> None:
+        from rich import box
+        from rich.table import Table
+
+        table = Table(
+            title=title,
+            caption=caption,
+            box=box.SIMPLE_HEAD,
+            title_justify="left",
+            caption_justify="left",
+        )
+        numeric = [
+            bool(rows) and all(isinstance(r[i], int | float) or r[i] is None for r in rows)
+            for i in range(len(columns))
+        ]
+        for name, right in zip(columns, numeric, strict=True):
+            table.add_column(
+                name,
+                justify="right" if right else "left",
+                style=(styles or {}).get(name),
+                overflow="fold",
+            )
+        for row in rows:
+            table.add_row(*(_fmt(c) for c in row))
+        self.out.print(table)
+
+    def fields(self, pairs: Sequence[tuple[str, Cell]], *, title: str | None = None) -> None:
+        """A two-column table of names and values."""
+        from rich import box
+        from rich.table import Table
+
+        table = Table(title=title, box=box.SIMPLE, show_header=False, title_justify="left")
+        table.add_column("field", style="bold")
+        table.add_column("value", overflow="fold")
+        for name, value in pairs:
+            table.add_row(name, _fmt(value))
+        self.out.print(table)
+
+    def block(self, title: str, text: str, *, lexer: str | None = None) -> None:
+        """A titled block of text (a payload, a traceback)."""
+        from rich.panel import Panel
+        from rich.syntax import Syntax
+        from rich.text import Text
+
+        body: Any = (
+            Syntax(text, lexer, word_wrap=True, background_color="default")
+            if lexer and self.out.is_terminal
+            else Text(text)
+        )
+        self.out.print(Panel(body, title=title, title_align="left", expand=False))
+
+    def tree(self, label: str, children: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """A tree whose nodes are ``(label, children)`` pairs."""
+        from rich.tree import Tree
+
+        def grow(node: Tree, items: Sequence[tuple[str, Sequence[Any]]]) -> None:
+            for text, sub in items:
+                grow(node.add(text, highlight=False), sub)
+
+        root = Tree(label, highlight=False)
+        grow(root, children)
+        self.out.print(root)
+
+    def text(self, message: str) -> None:
+        """Rich-formatted text on stdout (a summary sentence under a table)."""
+        self.out.print(message, highlight=False, soft_wrap=True)
+
+    # -- interaction -------------------------------------------------------------------
+
+    @contextmanager
+    def progress(self, total: int | None, description: str) -> Iterator[Progress]:
+        """A progress bar on stderr (only on a terminal); yields ``advance(n)``."""
+        if not self.interactive:
+            yield lambda n: None
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n: bar.advance(task, n)
+
+    def status(self, message: str) -> None:
+        """A periodic status line (only on a terminal)."""
+        if self.interactive:
+            self.err.print(message, markup=False, highlight=False, style="dim")
+
+    def confirm(self, question: str) -> bool:
+        from rich.prompt import Confirm
+
+        return Confirm.ask(question, console=self.err, default=False)

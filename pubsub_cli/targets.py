@@ -1,0 +1,205 @@
+"""Targets: turning ``TARGET`` arguments into the routers a bus includes.
+
+A TARGET is a file path (``handlers.py``), a dotted module (``myapp.handlers``) or either
+of them with ``:attribute``. Without an attribute every module-level ``Router`` and
+``EventBus`` is taken; with one, that object (a Router, an EventBus, or a zero-argument
+callable returning one). ``--app-dir`` is put first on ``sys.path``; ``--plugin NAME``
+loads routers from the ``pubsub.handlers`` entry points. Every failure is a
+``PluginLoadError`` whose one-line message names the file and the problem (with the line
+number of a syntax error or of the failing line).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from core.entrypoints import load_plugin
+from core.errors import PluginLoadError
+from core.routing import Router
+
+if TYPE_CHECKING:
+    from core.bus import EventBus
+
+__all__ = ["LoadedTargets", "load_targets"]
+
+
+@dataclass(slots=True)
+class LoadedTargets:
+    """What the TARGETs and plugins contributed: routers and ready-made buses, each
+    with the TARGET it came from."""
+
+    routers: list[tuple[str, Router]] = field(default_factory=list)
+    buses: list[tuple[str, EventBus]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.routers and not self.buses
+
+
+def _is_bus(obj: object) -> bool:
+    try:
+        from core.bus import EventBus
+    except ImportError:  # pragma: no cover - only while the bus is not installed
+        return False
+    return isinstance(obj, EventBus)
+
+
+def _location(exc: BaseException, fallback: Path | None) -> str:
+    """``file:line`` of the innermost frame of the user's code that raised."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if "importlib" not in f.filename]
+    frame = user[-1] if user else (frames[-1] if frames else None)
+    if frame is None:
+        return str(fallback) if fallback else "?"
+    return f"{frame.filename}:{frame.lineno}"
+
+
+def _exec_failure(target: str, exc: BaseException, path: Path | None) -> PluginLoadError:
+    if isinstance(exc, SyntaxError):
+        where = exc.filename or (str(path) if path else target)
+        return PluginLoadError(
+            target, f"syntax error in {where} at line {exc.lineno}: {exc.msg}; fix the file"
+        )
+    return PluginLoadError(
+        target,
+        f"importing it failed at {_location(exc, path)}: {type(exc).__name__}: {exc}",
+    )
+
+
+def _add_path(folder: Path) -> None:
+    entry = str(folder.resolve())
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+
+
+def _import_file(target: str, path: Path) -> ModuleType:
+    if not path.is_file():
+        problem = "is a directory, not a Python file" if path.is_dir() else "no such file"
+        raise PluginLoadError(str(path), f"{problem}; pass a handlers file or a dotted module")
+    resolved = path.resolve()
+    # Handler names default to module.qualname and are stored in the DLQ: the module's
+    # name must be the same from one invocation to the next, so it is the file's stem.
+    name = path.stem
+    known = sys.modules.get(name)
+    if known is not None:
+        known_file = getattr(known, "__file__", None)
+        if known_file is not None and Path(known_file).resolve() == resolved:
+            return known
+        raise PluginLoadError(
+            str(path),
+            f"a module named {name!r} is already imported from {known_file or 'built-ins'}; "
+            "rename the file",
+        )
+    _add_path(resolved.parent)
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise PluginLoadError(str(path), "cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:
+        del sys.modules[name]
+        if not isinstance(exc, Exception):
+            raise
+        raise _exec_failure(str(path), exc, resolved) from exc
+    return module
+
+
+def _import_dotted(target: str, name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+            raise PluginLoadError(
+                target,
+                f"no module named {exc.name!r} (neither a file nor importable from "
+                "the current directory); check the spelling or pass --app-dir",
+            ) from exc
+        raise _exec_failure(target, exc, None) from exc
+    except Exception as exc:
+        raise _exec_failure(target, exc, None) from exc
+
+
+def _looks_like_file(spec: str) -> bool:
+    return spec.endswith(".py") or "/" in spec or "\\" in spec or Path(spec).is_file()
+
+
+def _import(target: str, spec: str) -> ModuleType:
+    if _looks_like_file(spec):
+        return _import_file(target, Path(spec))
+    return _import_dotted(target, spec)
+
+
+def _collect(target: str, obj: object, found: LoadedTargets, *, explicit: bool) -> bool:
+    if isinstance(obj, Router):
+        found.routers.append((target, obj))
+        return True
+    if _is_bus(obj):
+        found.buses.append((target, obj))  # type: ignore[arg-type]
+        return True
+    if isinstance(obj, ModuleType):
+        hits = False
+        for value in list(vars(obj).values()):
+            if isinstance(value, Router) or _is_bus(value):
+                hits |= _collect(target, value, found, explicit=False)
+        return hits
+    if explicit and callable(obj):
+        try:
+            made = obj()
+        except Exception as exc:
+            raise _exec_failure(target, exc, None) from exc
+        return _collect(target, made, found, explicit=False)
+    return False
+
+
+def load_targets(
+    targets: Sequence[str],
+    *,
+    plugins: Sequence[str] = (),
+    app_dir: Path | None = None,
+    require_routers: bool = True,
+) -> LoadedTargets:
+    """Import every TARGET and plugin and collect their routers and buses. Without
+    ``require_routers`` a module is only imported (it may define event classes only)."""
+    _add_path(app_dir if app_dir is not None else Path.cwd())
+    found = LoadedTargets()
+    for target in targets:
+        spec, _, attr = target.rpartition(":") if ":" in target else (target, "", "")
+        if ":" in target and not spec:
+            raise PluginLoadError(target, "expected MODULE:ATTRIBUTE")
+        module = _import(target, spec)
+        if attr:
+            obj: Any = module
+            for part in attr.split("."):
+                try:
+                    obj = getattr(obj, part)
+                except AttributeError:
+                    raise PluginLoadError(
+                        target, f"module {module.__name__!r} has no attribute {attr!r}"
+                    ) from None
+            if not _collect(target, obj, found, explicit=True):
+                raise PluginLoadError(
+                    target, f"{attr!r} is a {type(obj).__name__}, not a Router or an EventBus"
+                )
+        elif not _collect(target, module, found, explicit=False) and require_routers:
+            raise PluginLoadError(
+                target,
+                "defines no Router or EventBus at module level; add 'router = Router()' "
+                "and subscribe handlers to it, or name one with TARGET:attribute",
+            )
+    for name in plugins:
+        obj = load_plugin("pubsub.handlers", name)
+        if not _collect(f"plugin {name}", obj, found, explicit=True):
+            raise PluginLoadError(
+                f"plugin {name!r}", f"entry point gave a {type(obj).__name__}, not a Router"
+            )
+    return found

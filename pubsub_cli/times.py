@@ -1,0 +1,65 @@
+"""Times: what ``--since`` and ``--until`` accept.
+
+ISO-8601 with or without a time zone (a naive time is local time) and relative
+durations counted back from now (``45s``, ``10m``, ``2h``, ``7d``). Everything comes back
+as an aware UTC datetime; anything else is a ``TimeParseError`` that lists the accepted
+forms, which the command line turns into a usage error (exit 2).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+__all__ = ["ACCEPTED_FORMS", "TimeParseError", "parse_time"]
+
+ACCEPTED_FORMS = (
+    "a relative duration (45s, 10m, 2h, 7d) or ISO-8601 "
+    "(2024-05-01, 2024-05-01T12:30:00, 2024-05-01T12:30:00+02:00, ...Z; naive = local time)"
+)
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+class TimeParseError(ValueError):
+    """Raised for a time that is neither ISO-8601 nor a relative duration."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__(f"{text!r} is not a time; use {ACCEPTED_FORMS}")
+
+
+def parse_time(text: str, *, now: datetime | None = None) -> datetime:
+    """``text`` as an aware UTC datetime; relative durations count back from ``now``."""
+    match = _RELATIVE.match(text)
+    if match:
+        amount, unit = float(match.group(1)), match.group(2).lower()
+        current = now if now is not None else datetime.now(UTC)
+        return (current - timedelta(**{_UNITS[unit]: amount})).astimezone(UTC)
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise TimeParseError(text) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.astimezone()  # a naive time is the local time
+    return parsed.astimezone(UTC)
+
+
+def time_option(value: str | None, flag: str) -> datetime | None:
+    """Parse a ``--since``/``--until`` value; a bad one is a usage error (exit 2)."""
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except TimeParseError as exc:
+        import typer
+
+        raise typer.BadParameter(str(exc), param_hint=f"'{flag}'") from None
+
+
+SINCE_HELP = (
+    "Only events appended at or after this time: 45s, 10m, 2h, 7d ago, or ISO-8601 "
+    "(a time without a zone is local time)"
+)
+UNTIL_HELP = "Only events appended at or before this time (same forms as --since)"

@@ -1,0 +1,108 @@
+"""Tests of the command line as a whole: help, version, exit codes, JSON mode."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import CLI, pubsub_process
+
+
+class TestBasics:
+    """Help and version work without a store."""
+
+    def test_version(self, cli: CLI) -> None:
+        """--version prints the version and exits 0."""
+        r = cli("--version")
+        assert r.exit_code == 0
+        assert r.stdout.startswith("pubsub ")
+
+    def test_help_lists_commands(self, cli: CLI) -> None:
+        """--help names every command group."""
+        r = cli("--help")
+        assert r.exit_code == 0
+        for name in (
+            "run",
+            "publish",
+            "events",
+            "replay",
+            "snapshot",
+            "dlq",
+            "bench",
+            "stats",
+            "plugins",
+            "check",
+        ):
+            assert name in r.stdout
+
+    def test_usage_error_is_2(self, cli: CLI) -> None:
+        """An unknown option is a usage error, exit 2."""
+        assert cli("events", "list", "--nope").exit_code == 2
+
+    @pytest.mark.parametrize("since", ["yesterday", "5w", "10 minutes"])
+    def test_bad_since_is_usage_error(self, cli: CLI, since: str) -> None:
+        """A bad --since exits 2 and shows the accepted forms."""
+        r = cli("events", "list", "--since", since)
+        assert r.exit_code == 2
+        assert "45s, 10m, 2h, 7d" in r.stderr
+
+    def test_help_shows_env_vars(self, cli: CLI) -> None:
+        """Important options show their environment variable."""
+        r = cli("run", "--help")
+        assert "PUBSUB_DB" in r.stdout
+        assert "PUBSUB_GROUP" in r.stdout
+
+
+class TestProcess:
+    """The installed entry points behave like the in-process runner."""
+
+    def test_python_m(self, tmp_path: Path) -> None:
+        """python -m pubsub_cli runs the same command line."""
+        r = pubsub_process("--version", cwd=tmp_path)
+        assert r.exit_code == 0
+        assert r.stdout.startswith("pubsub ")
+
+    def test_help_does_not_import_rich_console(self, tmp_path: Path) -> None:
+        """Importing the app does not import rich's console (rich is loaded lazily)."""
+        code = "import sys, pubsub_cli.app; print('rich.console' in sys.modules)"
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == "False"
+
+    def test_missing_db_one_line(self, tmp_path: Path) -> None:
+        """A read command on a missing database: one line, exit 1, nothing created."""
+        r = pubsub_process("events", "list", "--db", "missing.db", cwd=tmp_path)
+        assert r.exit_code == 1
+        assert r.stderr.count("\n") == 1
+        assert r.error_line.startswith("error: store missing.db: does not exist")
+        assert not (tmp_path / "missing.db").exists()
+
+    def test_foreign_file_untouched(self, tmp_path: Path) -> None:
+        """A file that is not a pubsub store is refused and left byte-for-byte unchanged."""
+        foreign = tmp_path / "notes.db"
+        foreign.write_bytes(b"these are my notes, not a database\n" * 100)
+        before = foreign.read_bytes()
+        for args in (("events", "list"), ("publish", "X", "--data", "{}"), ("check",)):
+            r = pubsub_process(*args, "--db", str(foreign), cwd=tmp_path)
+            assert r.exit_code == 1, args
+            assert foreign.read_bytes() == before
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
+
+    def test_foreign_sqlite_untouched(self, tmp_path: Path) -> None:
+        """A SQLite file of another application is refused and left unchanged."""
+        import sqlite3
+
+        other = tmp_path / "other.db"
+        with sqlite3.connect(other) as conn:
+            conn.execute("create table t (x)")
+            conn.execute("insert into t values (1)")
+        conn.close()
+        before = other.read_bytes()
+        r = pubsub_process("events", "list", "--db", str(other), cwd=tmp_path)
+        assert r.exit_code == 1
+        assert "not a pubsub store" in r.error_line
+        assert other.read_bytes() == before

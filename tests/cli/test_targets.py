@@ -1,0 +1,152 @@
+"""Tests of TARGET resolution and of the one-line errors for bad handler modules."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from core.errors import PluginLoadError
+from pubsub_cli.targets import load_targets
+
+from .conftest import CLI
+
+GOOD = """
+from dataclasses import dataclass
+from core import Event, Router, EventBus
+
+@dataclass(frozen=True, slots=True)
+class {name}Happened(Event, type_name="{name}Happened"):
+    n: int
+
+router = Router()
+other = Router()
+bus = EventBus()
+
+@router.subscribe({name}Happened)
+async def on_it(event):
+    return None
+"""
+
+
+def write(folder: Path, name: str, body: str) -> Path:
+    path = folder / f"{name}.py"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+@pytest.mark.usefixtures("isolated_imports")
+class TestLoading:
+    """Each TARGET form finds the right routers."""
+
+    def test_file_takes_every_router_and_bus(self, tmp_path: Path) -> None:
+        """Without an attribute every module-level Router and EventBus is taken."""
+        path = write(tmp_path, "tg_file", GOOD.format(name="TgFile"))
+        found = load_targets([str(path)])
+        assert len(found.routers) == 2
+        assert len(found.buses) == 1
+
+    def test_attribute(self, tmp_path: Path) -> None:
+        """module:attribute takes that object only."""
+        path = write(tmp_path, "tg_attr", GOOD.format(name="TgAttr"))
+        found = load_targets([f"{path}:router"])
+        assert len(found.routers) == 1
+        assert not found.buses
+
+    def test_dotted_module_with_app_dir(self, tmp_path: Path) -> None:
+        """A dotted module is imported from --app-dir."""
+        pkg = tmp_path / "tgpkg"
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text("")
+        write(pkg, "handlers", GOOD.format(name="TgDotted"))
+        found = load_targets(["tgpkg.handlers"], app_dir=tmp_path)
+        assert len(found.routers) == 2
+
+    def test_factory(self, tmp_path: Path) -> None:
+        """module:callable calls it for a Router."""
+        path = write(
+            tmp_path,
+            "tg_factory",
+            GOOD.format(name="TgFactory") + "\ndef make():\n    return router\n",
+        )
+        assert len(load_targets([f"{path}:make"]).routers) == 1
+
+
+@pytest.mark.usefixtures("isolated_imports")
+class TestErrors:
+    """Bad TARGETs are one PluginLoadError naming the file and the problem."""
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A missing file says so."""
+        with pytest.raises(PluginLoadError, match="no such file"):
+            load_targets([str(tmp_path / "nope.py")])
+
+    def test_syntax_error_has_line(self, tmp_path: Path) -> None:
+        """A syntax error names the file and the line."""
+        path = write(tmp_path, "tg_syntax", "x = 1\ndef broken(:\n    pass\n")
+        with pytest.raises(PluginLoadError, match=r"syntax error in .*tg_syntax.py at line 2"):
+            load_targets([str(path)])
+
+    def test_import_error_inside(self, tmp_path: Path) -> None:
+        """An import failing inside the user's module names the failing line."""
+        path = write(tmp_path, "tg_import", "import os\nimport not_a_real_module_xyz\n")
+        with pytest.raises(PluginLoadError, match=r"tg_import.py:2: ModuleNotFoundError"):
+            load_targets([str(path)])
+
+    def test_no_router(self, tmp_path: Path) -> None:
+        """A module without a Router or EventBus is refused."""
+        path = write(tmp_path, "tg_empty", "x = 1\n")
+        with pytest.raises(PluginLoadError, match="defines no Router or EventBus"):
+            load_targets([str(path)])
+
+    def test_unknown_module(self) -> None:
+        """A dotted module that does not exist is named."""
+        with pytest.raises(PluginLoadError, match="no module named 'no_such_pkg_xyz'"):
+            load_targets(["no_such_pkg_xyz.handlers"])
+
+    def test_missing_attribute(self, tmp_path: Path) -> None:
+        """module:attribute with no such attribute says which."""
+        path = write(tmp_path, "tg_noattr", GOOD.format(name="TgNoAttr"))
+        with pytest.raises(PluginLoadError, match="has no attribute 'nope'"):
+            load_targets([f"{path}:nope"])
+
+    def test_unknown_plugin(self) -> None:
+        """--plugin with an unknown name lists the known ones."""
+        with pytest.raises(PluginLoadError, match=r"no such entry point in pubsub\.handlers"):
+            load_targets([], plugins=["nope"])
+
+
+class TestThroughTheCLI:
+    """The command line prints one line and exits 1, with the traceback only under -v."""
+
+    @pytest.mark.parametrize(
+        ("body", "expected"),
+        [
+            pytest.param(None, "no such file", id="missing"),
+            pytest.param("def f(:\n", "at line 1", id="syntax"),
+            pytest.param("raise RuntimeError('boom')\n", "RuntimeError: boom", id="raises"),
+            pytest.param("x = 1\n", "defines no Router", id="no-router"),
+        ],
+    )
+    def test_run_bad_target(
+        self, cli: CLI, tmp_path: Path, body: str | None, expected: str
+    ) -> None:
+        """Each bad module is one line on stderr, exit 1, no traceback."""
+        path = tmp_path / "bad_target.py"
+        if body is not None:
+            path.write_text(body)
+        r = cli("run", str(path), "--once")
+        assert r.exit_code == 1
+        assert expected in r.error_line
+        assert "Traceback" not in r.stderr
+        assert not (tmp_path / "pubsub.db").exists()
+
+    def test_verbose_shows_traceback(self, cli: CLI, tmp_path: Path) -> None:
+        """-v adds the traceback before the one line."""
+        path = tmp_path / "bad_verbose.py"
+        path.write_text("raise RuntimeError('boom')\n")
+        r = cli("-v", "run", str(path), "--once")
+        assert r.exit_code == 1
+        assert "Traceback" in r.stderr
+        assert "RuntimeError: boom" in r.error_line

@@ -1,0 +1,67 @@
+"""Tests of ``--since``/``--until`` parsing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pubsub_cli.times import ACCEPTED_FORMS, TimeParseError, parse_time
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+class TestRelative:
+    """Relative durations count back from now."""
+
+    @pytest.mark.parametrize(
+        ("text", "delta"),
+        [
+            pytest.param("45s", timedelta(seconds=45), id="seconds"),
+            pytest.param("10m", timedelta(minutes=10), id="minutes"),
+            pytest.param("2h", timedelta(hours=2), id="hours"),
+            pytest.param("7d", timedelta(days=7), id="days"),
+            pytest.param(" 1.5H ", timedelta(hours=1.5), id="fraction-and-case"),
+        ],
+    )
+    def test_units(self, text: str, delta: timedelta) -> None:
+        """Each unit subtracts the right amount from now."""
+        assert parse_time(text, now=NOW) == NOW - delta
+
+
+class TestISO:
+    """ISO-8601 with or without a zone comes back as aware UTC."""
+
+    def test_with_zone(self) -> None:
+        """An explicit offset is converted to UTC."""
+        got = parse_time("2024-05-01T14:00:00+02:00")
+        assert got == NOW
+        assert got.tzinfo is UTC
+
+    def test_z_suffix(self) -> None:
+        """A trailing Z means UTC."""
+        assert parse_time("2024-05-01T12:00:00Z") == NOW
+
+    def test_naive_is_local(self) -> None:
+        """A naive time is read as local time."""
+        naive = datetime(2024, 5, 1, 12, 0)
+        assert parse_time("2024-05-01T12:00:00") == naive.astimezone().astimezone(UTC)
+
+    def test_date_only(self) -> None:
+        """A date alone is local midnight."""
+        assert parse_time("2024-05-01") == datetime(2024, 5, 1).astimezone().astimezone(UTC)
+
+    def test_other_zone(self) -> None:
+        """Negative offsets work too."""
+        assert parse_time("2024-05-01T07:00:00-05:00") == NOW.astimezone(UTC)
+
+
+class TestRejected:
+    """Anything else is refused with the accepted forms."""
+
+    @pytest.mark.parametrize("text", ["yesterday", "10 minutes", "5w", "", "2024-13-01"])
+    def test_bad(self, text: str) -> None:
+        """The error names the input and lists the accepted forms."""
+        with pytest.raises(TimeParseError) as info:
+            parse_time(text)
+        assert ACCEPTED_FORMS in str(info.value)
