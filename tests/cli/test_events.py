@@ -1,0 +1,92 @@
+"""Tests of ``pubsub events list / show``."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import CLI, EXAMPLES
+
+ORDERS = str(EXAMPLES / "orders.py")
+
+
+@pytest.fixture
+def filled(cli: CLI) -> CLI:
+    r = cli("publish", "--app", ORDERS, "--file", str(EXAMPLES / "orders.jsonl"))
+    assert r.exit_code == 0, r.stderr
+    return cli
+
+
+class TestList:
+    """events list browses the log in sequence order."""
+
+    def test_table(self, filled: CLI) -> None:
+        """The table shows every event and its type."""
+        r = filled("events", "list")
+        assert r.exit_code == 0
+        assert "OrderShipped" in r.stdout
+        assert "4 event(s)" in r.stdout
+
+    def test_json_lines(self, filled: CLI) -> None:
+        """--json prints one JSON object per line with the documented keys."""
+        rows = filled("events", "list", "--json").json_lines()
+        assert [r["seq"] for r in rows] == [1, 2, 3, 4]  # type: ignore[index]
+        assert set(rows[0]) == {  # type: ignore[arg-type]
+            "seq",
+            "id",
+            "type",
+            "version",
+            "created_at",
+            "appended_at",
+            "correlation_id",
+            "causation_id",
+            "data",
+        }
+
+    def test_filters(self, filled: CLI) -> None:
+        """--type, --from-seq and --limit select."""
+        rows = filled("events", "list", "--json", "--type", "OrderShipped").json_lines()
+        assert [r["seq"] for r in rows] == [4]  # type: ignore[index]
+        rows = filled("events", "list", "--json", "--from-seq", "2", "--limit", "2").json_lines()
+        assert [r["seq"] for r in rows] == [2, 3]  # type: ignore[index]
+
+    def test_since_until(self, filled: CLI) -> None:
+        """--since 1h includes everything just written; --until 1h excludes it."""
+        assert len(filled("events", "list", "--json", "--since", "1h").json_lines()) == 4
+        assert filled("events", "list", "--json", "--until", "1h").json_lines() == []
+        far = "2999-01-01T00:00:00"
+        assert filled("events", "list", "--json", "--since", far).json_lines() == []
+
+
+class TestShow:
+    """events show prints one event with its causal chain."""
+
+    def test_by_seq(self, filled: CLI) -> None:
+        """A sequence number finds the event; --json has event, causes, effects."""
+        doc = filled("events", "show", "3", "--json").json()
+        assert isinstance(doc, dict)
+        assert doc["event"]["data"]["sku"] == "GHOST"
+        assert doc["causes"] == []
+        assert doc["effects"] == []
+
+    def test_by_id(self, filled: CLI) -> None:
+        """An event id finds the same event."""
+        first = filled("events", "list", "--json").json_lines()[0]
+        doc = filled("events", "show", first["id"], "--json").json()  # type: ignore[index]
+        assert doc["event"]["seq"] == 1  # type: ignore[index]
+
+    def test_table(self, filled: CLI) -> None:
+        """Without --json the payload and the chain are shown."""
+        r = filled("events", "show", "1")
+        assert r.exit_code == 0
+        assert "causal chain" in r.stdout
+        assert "BOOK" in r.stdout
+
+    def test_missing(self, filled: CLI) -> None:
+        """An unknown sequence number is one line, exit 1."""
+        r = filled("events", "show", "99")
+        assert r.exit_code == 1
+        assert "no event 99" in r.error_line
+
+    def test_bad_ref(self, filled: CLI) -> None:
+        """Something that is neither a number nor a UUID is a usage error."""
+        assert filled("events", "show", "abc").exit_code == 2

@@ -1,0 +1,277 @@
+"""Tests of the commands that run handlers: ``run --once``, ``dlq``, ``replay``,
+``snapshot``, ``stats`` and ``check``, in process against a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import CLI, EXAMPLES
+
+ORDERS = str(EXAMPLES / "orders.py")
+PROJECTION = str(EXAMPLES / "projection.py")
+
+
+def deliveries(log: Path) -> list[dict[str, object]]:
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+@pytest.fixture
+def handled(cli: CLI, tmp_path: Path) -> CLI:
+    """The example orders published and handled once (one dead letter: the GHOST sku)."""
+    r = cli("publish", "--app", ORDERS, "--file", str(EXAMPLES / "orders.jsonl"))
+    assert r.exit_code == 0, r.stderr
+    r = cli("run", ORDERS, "--once", env={"ORDERS_LOG": str(tmp_path / "log.jsonl")})
+    assert r.exit_code == 0, r.stderr
+    return cli
+
+
+class TestRunOnce:
+    """run --once processes the backlog, saves the checkpoint and exits 0."""
+
+    def test_backlog_then_nothing(self, handled: CLI, tmp_path: Path) -> None:
+        """A second --once run handles nothing: the checkpoint was saved."""
+        log = tmp_path / "log.jsonl"
+        first = len(deliveries(log))
+        assert first == 9  # audit x4, charge x3, reserve_stock x2 (GHOST failed)
+        r = handled("run", ORDERS, "--once", env={"ORDERS_LOG": str(log)})
+        assert r.exit_code == 0
+        assert "caught up 0 event(s)" in r.stderr
+        assert len(deliveries(log)) == first
+
+    def test_inheritance_and_retry(self, handled: CLI, tmp_path: Path) -> None:
+        """audit (base class) saw both types; charge succeeded on its second attempt."""
+        rows = deliveries(tmp_path / "log.jsonl")
+        assert {r["type"] for r in rows if r["handler"] == "audit"} == {
+            "OrderPlaced",
+            "OrderShipped",
+        }
+        assert {r["attempt"] for r in rows if r["handler"] == "charge"} == {2}
+
+    def test_stdin_once(self, cli: CLI, tmp_path: Path) -> None:
+        """--stdin --once publishes the lines through the bus and handles them."""
+        lines = (EXAMPLES / "orders.jsonl").read_text()
+        log = tmp_path / "log.jsonl"
+        r = cli("run", ORDERS, "--once", "--stdin", input=lines, env={"ORDERS_LOG": str(log)})
+        assert r.exit_code == 0, r.stderr
+        assert len(deliveries(log)) == 9
+        assert len(cli("events", "list", "--json").json_lines()) == 4
+
+    def test_needs_target(self, cli: CLI) -> None:
+        """run without TARGET is a usage error."""
+        assert cli("run").exit_code == 2
+
+
+class TestDLQ:
+    """dlq list / show / retry / purge."""
+
+    def test_list(self, handled: CLI) -> None:
+        """The GHOST order's reservation is the one open entry."""
+        doc = handled("dlq", "list", "--json").json()
+        assert isinstance(doc, dict)
+        (entry,) = doc["entries"]
+        assert entry["handler"] == "orders.reserve_stock"
+        assert entry["seq"] == 3
+        assert entry["attempts"] == 2
+        assert entry["status"] == "open"
+        table = handled("dlq", "list")
+        assert "orders.reserve_stock" in table.stdout
+
+    def test_show(self, handled: CLI) -> None:
+        """show has the payload and the traceback."""
+        doc = handled("dlq", "show", "1", "--json").json()
+        assert isinstance(doc, dict)
+        assert doc["payload"]["sku"] == "GHOST"
+        assert "WarehouseClosedError" in doc["traceback"]
+        assert "Traceback" in handled("dlq", "show", "1").stdout
+
+    def test_show_missing(self, handled: CLI) -> None:
+        """An unknown id is one line, exit 1."""
+        r = handled("dlq", "show", "42")
+        assert r.exit_code == 1
+        assert (
+            r.error_line == "error: no dead letter with id 42: see 'pubsub dlq list --status all'"
+        )
+
+    def test_retry_fails_again_then_resolves(self, handled: CLI) -> None:
+        """A retry that fails again keeps the entry open (exit 1 with --strict); once
+        the cause is fixed it resolves, and the resolution is recorded."""
+        r = handled("dlq", "retry", "1", "--app", ORDERS, "--strict")
+        assert r.exit_code == 1
+        assert "failed again" in r.error_line
+        r = handled(
+            "dlq", "retry", "--all", "--app", ORDERS, "--json", env={"ORDERS_WAREHOUSE_OPEN": "1"}
+        )
+        assert r.exit_code == 0, r.stderr
+        doc = r.json()
+        assert isinstance(doc, dict)
+        assert doc["resolved"] == 1
+        entry = handled("dlq", "show", "1", "--json").json()
+        assert isinstance(entry, dict)
+        assert entry["status"] == "resolved"
+        assert entry["resolution"].startswith("redriven by")
+        assert entry["attempts"] == 3
+        again = handled("dlq", "retry", "1", "--app", ORDERS, "--json").json()
+        assert again["already_resolved"] == 1  # type: ignore[index]
+
+    def test_retry_needs_app(self, handled: CLI) -> None:
+        """Re-driving without the handlers is a usage error."""
+        assert handled("dlq", "retry", "1").exit_code == 2
+
+    def test_purge_needs_yes_when_piped(self, handled: CLI) -> None:
+        """Without a terminal, purge refuses unless --yes."""
+        assert handled("dlq", "purge").exit_code == 2
+        r = handled("dlq", "purge", "--yes", "--json")
+        assert r.json() == {"purged": 1, "resolved_only": False}
+        assert handled("dlq", "list", "--json", "--status", "all").json() == {"entries": []}
+
+    def test_purge_resolved_only(self, handled: CLI) -> None:
+        """--resolved keeps the open entries."""
+        r = handled("dlq", "purge", "--resolved", "--yes")
+        assert r.exit_code == 0
+        assert "purged 0" in r.stdout
+
+
+class TestReplay:
+    """replay re-dispatches a range and never moves the checkpoint or appends."""
+
+    def test_replay_json(self, handled: CLI, tmp_path: Path) -> None:
+        """The summary counts events and per-handler results; nothing is appended."""
+        before = handled("stats", "--json").json()
+        log = tmp_path / "replay.jsonl"
+        r = handled("replay", ORDERS, "--since", "1h", "--json", env={"ORDERS_LOG": str(log)})
+        assert r.exit_code == 0, r.stderr
+        doc = r.json()
+        assert isinstance(doc, dict)
+        assert doc["events"] == 4
+        assert doc["handlers"]["orders.audit"] == {"ok": 4, "failed": 0}
+        assert doc["handlers"]["orders.reserve_stock"]["failed"] == 1
+        after = handled("stats", "--json").json()
+        assert isinstance(before, dict)
+        assert isinstance(after, dict)
+        assert after["last_seq"] == before["last_seq"]
+        assert after["groups"] == before["groups"]
+        replayed = handled("dlq", "list", "--json").json()["entries"]  # type: ignore[index]
+        assert [e["source"] for e in replayed] == ["live", "replay"]
+
+    def test_handler_and_type(self, handled: CLI, tmp_path: Path) -> None:
+        """--handler and --type narrow the replay."""
+        log = tmp_path / "replay.jsonl"
+        r = handled(
+            "replay",
+            ORDERS,
+            "--type",
+            "OrderShipped",
+            "--handler",
+            "orders.audit",
+            "--json",
+            env={"ORDERS_LOG": str(log)},
+        )
+        doc = r.json()
+        assert doc["events"] == 1  # type: ignore[index]
+        assert list(doc["handlers"]) == ["orders.audit"]  # type: ignore[index]
+        assert [d["type"] for d in deliveries(log)] == ["OrderShipped"]
+
+    def test_dry_run(self, handled: CLI, tmp_path: Path) -> None:
+        """--dry-run prints the plan and dispatches nothing."""
+        log = tmp_path / "replay.jsonl"
+        r = handled(
+            "replay", ORDERS, "--from-seq", "2", "--dry-run", "--json", env={"ORDERS_LOG": str(log)}
+        )
+        doc = r.json()
+        assert isinstance(doc, dict)
+        assert doc["dry_run"] is True
+        assert (doc["first_seq"], doc["last_seq"], doc["events"]) == (2, 4, 3)
+        placed = next(t for t in doc["types"] if t["type"] == "OrderPlaced")
+        assert "orders.charge" in placed["handlers"]
+        assert not log.exists()
+        assert "replay plan" in handled("replay", ORDERS, "--dry-run").stdout
+
+    def test_unknown_handler(self, handled: CLI) -> None:
+        """An unknown --handler is one line naming the loaded handlers."""
+        r = handled("replay", ORDERS, "--handler", "nope")
+        assert r.exit_code == 1
+        assert "no handler named 'nope'" in r.error_line
+
+    def test_strict(self, handled: CLI) -> None:
+        """--strict exits 1 when a handler failed."""
+        assert handled("replay", ORDERS, "--strict").exit_code == 1
+
+    def test_bad_since(self, handled: CLI) -> None:
+        """A bad --since is a usage error."""
+        assert handled("replay", ORDERS, "--since", "last week").exit_code == 2
+
+
+class TestSnapshots:
+    """snapshot create / list / restore with the projection example."""
+
+    def test_create_list_restore(self, handled: CLI) -> None:
+        """create saves the state at the last seq; restore replays only what came after."""
+        r = handled("snapshot", "create", PROJECTION, "--json")
+        assert r.exit_code == 0, r.stderr
+        (snap,) = r.json()["snapshots"]  # type: ignore[index]
+        assert snap["name"] == "projections.revenue_by_sku"
+        assert snap["seq"] == 4
+        listed = handled("snapshot", "list", "--json").json()["snapshots"]  # type: ignore[index]
+        assert [s["id"] for s in listed] == [1]
+        handled(
+            "publish",
+            "--app",
+            ORDERS,
+            "OrderPlaced",
+            "--data",
+            '{"order_id": "A-9", "sku": "BOOK", "total": "7.50"}',
+        )
+        doc = handled("snapshot", "restore", PROJECTION, "--json").json()
+        assert isinstance(doc, dict)
+        assert doc["replayed"] == 1
+        state = doc["state"]["projections.revenue_by_sku"]
+        assert state["orders"] == 4
+        assert state["revenue"]["BOOK"] == "20.00"
+
+    def test_restore_by_id(self, handled: CLI) -> None:
+        """--id picks a snapshot; an unknown id is one line, exit 1."""
+        handled("snapshot", "create", PROJECTION)
+        assert handled("snapshot", "restore", PROJECTION, "--id", "1").exit_code == 0
+        r = handled("snapshot", "restore", PROJECTION, "--id", "7")
+        assert r.exit_code == 1
+        assert "no snapshot with id 7" in r.error_line
+
+    def test_no_projection(self, handled: CLI) -> None:
+        """A target without projections is one line, exit 1."""
+        r = handled("snapshot", "create", ORDERS)
+        assert r.exit_code == 1
+        assert "no projection is loaded" in r.error_line
+
+
+class TestStatsAndCheck:
+    """stats and check read the store."""
+
+    def test_stats(self, handled: CLI) -> None:
+        """Counts per type, DLQ per handler and the group's checkpoint."""
+        doc = handled("stats", "--json").json()
+        assert isinstance(doc, dict)
+        assert doc["types"] == {"OrderPlaced": 3, "OrderShipped": 1}
+        assert doc["dlq"]["handlers"] == {"orders.reserve_stock": {"open": 1, "resolved": 0}}
+        (group,) = doc["groups"]
+        assert (group["group"], group["checkpoint"], group["lag"]) == ("default", 4, 0)
+        assert "consumer groups" in handled("stats").stdout
+
+    def test_check_healthy(self, handled: CLI) -> None:
+        """A sound store checks ok, exit 0."""
+        r = handled("check", "--json")
+        assert r.exit_code == 0
+        doc = r.json()
+        assert isinstance(doc, dict)
+        assert doc["ok"] is True
+        assert any(c["name"] == "checksums" for c in doc["checks"])
+
+    def test_check_missing(self, cli: CLI) -> None:
+        """A missing store fails the check, exit 1."""
+        r = cli("check", "--json")
+        assert r.exit_code == 1
+        assert r.json()["ok"] is False  # type: ignore[index]
