@@ -1,0 +1,268 @@
+"""Dispatch: async handlers on the loop, sync handlers in a bounded executor, the
+single-handler fast path, concurrent handlers, and failure isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from core import Event, EventBus, OutcomeStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Ping(Event, type_name="tests.core.dispatch.Ping"):
+    n: int = 0
+
+
+class TestSyncHandlers:
+    async def test_sync_handler_does_not_block_an_async_one(self) -> None:
+        """A blocking sync handler leaves the loop free: the async handler of the same
+        event runs while the sync one is still blocked."""
+        released = threading.Event()
+        outcome: dict[str, bool] = {}
+
+        def blocking(event: Ping) -> None:
+            # Blocks (up to 2 s on failure) until the async handler has run.
+            outcome["released"] = released.wait(timeout=2.0)
+
+        async def quick(event: Ping) -> None:
+            released.set()
+
+        async with EventBus() as bus:
+            bus.subscribe(Ping, name="blocking")(blocking)
+            bus.subscribe(Ping, name="quick")(quick)
+            result = await bus.publish_async(Ping())
+        assert outcome == {"released": True}
+        assert result.ok
+
+    async def test_sync_handler_sleeping_does_not_delay_async_handler(self) -> None:
+        """While a sync handler sleeps 0.2 s, the async handler finishes first."""
+        order: list[str] = []
+        done = threading.Event()
+
+        def sleepy(event: Ping) -> None:
+            done.wait(0.2)  # a 0.2 s sleep unless the async handler already finished
+            order.append("sync")
+
+        async def fast(event: Ping) -> None:
+            order.append("async")
+            done.set()
+
+        async with EventBus() as bus:
+            bus.subscribe(Ping, name="sleepy")(sleepy)
+            bus.subscribe(Ping, name="fast")(fast)
+            await bus.publish_async(Ping())
+        assert order == ["async", "sync"]
+
+    async def test_sync_handler_runs_in_a_worker_thread(self) -> None:
+        """A sync handler runs off the loop's thread unless inline=True."""
+        threads: dict[str, threading.Thread] = {}
+
+        def worker(event: Ping) -> None:
+            threads["worker"] = threading.current_thread()
+
+        def inline(event: Ping) -> None:
+            threads["inline"] = threading.current_thread()
+
+        async with EventBus() as bus:
+            bus.subscribe(Ping, name="worker")(worker)
+            bus.subscribe(Ping, name="inline", inline=True)(inline)
+            await bus.publish_async(Ping())
+        assert threads["worker"] is not threading.current_thread()
+        assert threads["inline"] is threading.current_thread()
+
+    async def test_executor_is_bounded_by_max_workers(self) -> None:
+        """With max_workers=2, at most two sync handlers run at once on two threads."""
+        lock = threading.Lock()
+        both = threading.Barrier(2, timeout=2.0)
+        running = peak = 0
+        idents: set[int] = set()
+
+        def busy(event: Ping) -> None:
+            nonlocal running, peak
+            with lock:
+                running += 1
+                peak = max(peak, running)
+                idents.add(threading.get_ident())
+            if event.n < 2:
+                both.wait()  # the first two must overlap
+            with lock:
+                running -= 1
+
+        async with EventBus(max_workers=2) as bus:
+            bus.subscribe(Ping, name="busy")(busy)
+            results = await asyncio.gather(*(bus.publish_async(Ping(i)) for i in range(8)))
+        assert all(r.ok for r in results)
+        assert peak == 2
+        assert len(idents) == 2
+
+    async def test_executor_is_shut_down_with_the_bus(self) -> None:
+        """Closing the bus stops the worker threads it started."""
+        seen: list[threading.Thread] = []
+        bus = EventBus()
+        bus.subscribe(Ping, name="record")(lambda e: seen.append(threading.current_thread()))
+        await bus.publish_async(Ping())
+        assert seen[0].is_alive()
+        await bus.aclose()
+        assert not seen[0].is_alive()
+
+    async def test_a_given_executor_is_left_running(self) -> None:
+        """An executor passed in by the caller is not shut down by the bus."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            async with EventBus(executor=pool) as bus:
+                bus.subscribe(Ping, name="record")(lambda e: None)
+                await bus.publish_async(Ping())
+            assert pool.submit(lambda: 42).result() == 42
+
+    async def test_sync_handler_failure_is_reported(self) -> None:
+        """An exception raised in a worker thread becomes a failed outcome."""
+
+        def boom(event: Ping) -> None:
+            raise ValueError("sync boom")
+
+        async with EventBus() as bus:
+            bus.subscribe(Ping, name="boom")(boom)
+            result = await bus.publish_async(Ping())
+        assert result.outcomes[0].status is OutcomeStatus.FAILED
+        assert str(result.outcomes[0].error) == "sync boom"
+
+
+class TestFastPath:
+    @pytest.mark.parametrize(
+        "policy",
+        [
+            pytest.param({}, id="plain"),
+            pytest.param({"timeout": 5.0}, id="with-timeout"),
+            pytest.param({"retry": 3, "max_concurrency": 2}, id="with-retry-and-limit"),
+        ],
+    )
+    async def test_single_handler_runs_in_the_publishers_task(self, policy: dict[str, Any]) -> None:
+        """Exactly one matching handler creates no task: it runs in the caller's task."""
+        publisher = asyncio.current_task()
+        before = len(asyncio.all_tasks())
+        seen: dict[str, Any] = {}
+
+        async def only(event: Ping) -> None:
+            await asyncio.sleep(0)  # even a suspending single handler gets no task
+            seen["task"] = asyncio.current_task()
+            seen["tasks"] = len(asyncio.all_tasks())
+
+        async with EventBus() as bus:
+            bus.subscribe(Ping, name="only", **policy)(only)
+            await bus.publish_async(Ping())
+        assert seen["task"] is publisher
+        assert seen["tasks"] == before
+
+    async def test_non_suspending_handlers_create_no_task(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Several handlers that finish without suspending never create a task."""
+        loop = asyncio.get_running_loop()
+        created: list[object] = []
+        real = loop.create_task
+
+        def counting(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            created.append(coro)
+            return real(coro, **kwargs)
+
+        async def a(event: Ping) -> None:
+            pass
+
+        async def b(event: Ping) -> None:
+            pass
+
+        async with EventBus() as bus:
+            bus.subscribe(Ping, name="a")(a)
+            bus.subscribe(Ping, name="b")(b)
+            monkeypatch.setattr(loop, "create_task", counting)
+            result = await bus.publish_async(Ping())
+            monkeypatch.undo()
+        assert result.ok
+        assert created == []
+
+    async def test_suspending_handlers_run_concurrently(self) -> None:
+        """Three handlers that each wait for the other two all finish (a barrier of 3)."""
+        barrier = asyncio.Barrier(3)
+
+        async def meet(event: Ping) -> None:
+            async with asyncio.timeout(2.0):
+                await barrier.wait()
+
+        async with EventBus() as bus:
+            for name in ("a", "b", "c"):
+                bus.subscribe(Ping, name=name)(meet)
+            result = await bus.publish_async(Ping())
+        assert [o.status for o in result] == [OutcomeStatus.OK] * 3
+
+
+class TestFailureIsolation:
+    async def test_failures_never_prevent_siblings(self) -> None:
+        """Handlers failing before and after suspending leave the others to finish."""
+        ran: list[str] = []
+
+        async def early(event: Ping) -> None:
+            raise ValueError("early")
+
+        async def steady(event: Ping) -> None:
+            await asyncio.sleep(0)
+            ran.append("steady")
+
+        async def late(event: Ping) -> None:
+            await asyncio.sleep(0)
+            raise KeyError("late")
+
+        def sync_ok(event: Ping) -> None:
+            ran.append("sync_ok")
+
+        async with EventBus() as bus:
+            for name, fn in [
+                ("early", early),
+                ("steady", steady),
+                ("late", late),
+                ("sync_ok", sync_ok),
+            ]:
+                bus.subscribe(Ping, name=name)(fn)
+            result = await bus.publish_async(Ping())
+        assert [(o.handler, o.status) for o in result] == [
+            ("early", OutcomeStatus.FAILED),
+            ("steady", OutcomeStatus.OK),
+            ("late", OutcomeStatus.FAILED),
+            ("sync_ok", OutcomeStatus.OK),
+        ]
+        assert sorted(ran) == ["steady", "sync_ok"]
+
+    async def test_a_failure_does_not_cancel_a_running_sibling(self) -> None:
+        """After one handler failed, a sibling that is still waiting keeps running."""
+        fail_now, finish_now = asyncio.Event(), asyncio.Event()
+        cancelled = False
+
+        async def failing(event: Ping) -> None:
+            await fail_now.wait()
+            raise ValueError("gone")
+
+        async def waiting(event: Ping) -> None:
+            nonlocal cancelled
+            try:
+                await finish_now.wait()
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
+
+        async with EventBus() as bus:
+            bus.subscribe(Ping, name="failing")(failing)
+            bus.subscribe(Ping, name="waiting")(waiting)
+            publish = asyncio.ensure_future(bus.publish_async(Ping()))
+            await asyncio.sleep(0)
+            fail_now.set()
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert not publish.done()
+            finish_now.set()
+            result = await publish
+        assert not cancelled
+        assert [o.status for o in result] == [OutcomeStatus.FAILED, OutcomeStatus.OK]
