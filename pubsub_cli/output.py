@@ -158,6 +158,8 @@ class Output:
 
     def ready(self, message: str) -> None:
         """A line that says the command is now doing its job (tests wait for it)."""
+        if self.quiet:
+            return
         self.stderr.write(f"{message}\n")
         self.stderr.flush()
 
@@ -192,27 +194,35 @@ class Output:
         from rich import box
         from rich.table import Table
 
-        table = Table(
-            title=title,
-            caption=caption,
-            box=box.SIMPLE_HEAD,
-            title_justify="left",
-            caption_justify="left",
-        )
+        table = Table(box=box.SIMPLE_HEAD)
+        cells = [[_fmt(c) for c in row] for row in rows]
         numeric = [
             bool(rows) and all(isinstance(r[i], int | float) or r[i] is None for r in rows)
             for i in range(len(columns))
         ]
-        for name, right in zip(columns, numeric, strict=True):
+        # Long free text (errors, payloads) wraps; short columns (ids, times) never do.
+        longest = [max((len(r[i]) for r in cells), default=0) for i in range(len(columns))]
+        stamps = [
+            bool(rows) and all(isinstance(r[i], datetime) for r in rows)
+            for i in range(len(columns))
+        ]
+        for i, (name, right) in enumerate(zip(columns, numeric, strict=True)):
+            wraps = longest[i] > 16 and not stamps[i]
             table.add_column(
                 name,
                 justify="right" if right else "left",
                 style=(styles or {}).get(name),
-                overflow="fold",
+                overflow="fold" if wraps else "ellipsis",
+                no_wrap=not wraps,
+                min_width=12 if wraps else min(longest[i], 40),
             )
-        for row in rows:
-            table.add_row(*(_fmt(c) for c in row))
+        for row_cells in cells:
+            table.add_row(*row_cells)
+        if title:
+            self.out.print(title, markup=False, highlight=False, soft_wrap=True, style="bold")
         self.out.print(table)
+        if caption:
+            self.out.print(caption, markup=False, highlight=False, soft_wrap=True)
 
     def fields(self, pairs: Sequence[tuple[str, Cell]], *, title: str | None = None) -> None:
         """A two-column table of names and values."""

@@ -94,7 +94,7 @@ def dead_letter_dict(entry: DeadLetter, *, full: bool = False) -> dict[str, Any]
 
 
 def dead_letter_row(entry: DeadLetter) -> tuple[object, ...]:
-    error = f"{entry.error_type}: {entry.message}"
+    error = f"{entry.error_type.rpartition('.')[2]}: {entry.message}"
     if len(error) > 50:
         error = error[:49] + "…"
     return (
@@ -105,7 +105,7 @@ def dead_letter_row(entry: DeadLetter) -> tuple[object, ...]:
         error,
         entry.attempts,
         entry.last_failure_at,
-        entry.status.value if entry.resolution is None else f"resolved ({entry.resolution})",
+        entry.status.value + ("" if entry.source == "live" else f" ({entry.source})"),
     )
 
 

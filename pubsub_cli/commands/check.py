@@ -35,11 +35,11 @@ async def _store_checks(store: EventStore, deep: bool) -> list[dict[str, Any]]:
     checks: list[dict[str, Any]] = [
         {"name": "open", "ok": True, "detail": f"{store.url} ({store.durability})"}
     ]
-    own = getattr(store, "check", None)  # a store's own integrity check, when it has one
+    own = getattr(store, "integrity_check", None)  # the store's own check, when it has one
     if callable(own):
         try:
             result = await own()
-            problems = list(result) if result else []
+            problems = [str(p) for p in result if str(p) != "ok"] if result else []
             checks.append(
                 {
                     "name": "integrity",

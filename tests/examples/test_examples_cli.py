@@ -198,7 +198,7 @@ class TestOrdersDeadLetters:
         assert bench("run", ORDERS, "--once").code == 0
         listed = bench("dlq", "list", "--json").json()
         assert isinstance(listed, dict)
-        assert [e["handler"] for e in listed["entries"]] == ["orders.reserve_stock"]
+        assert {e["handler"] for e in listed["entries"]} == {"orders.reserve_stock"}
         still = bench("dlq", "retry", "--all", "--app", ORDERS, "--strict")
         assert still.code == 1
         fixed = bench("dlq", "retry", "--all", "--app", ORDERS, env={"ORDERS_WAREHOUSE_OPEN": "1"})
@@ -240,3 +240,20 @@ class TestOtherExamples:
         assert done.code == 0, done.stderr
         assert done.stderr.count("middleware: ") == 4
         assert "middleware: OrderShipped" in done.stderr
+
+
+class TestTail:
+    """events tail follows the log until Ctrl-C."""
+
+    def test_tail_json_lines(self, bench: Workbench) -> None:
+        """A new event appears as one JSON line; SIGINT ends the tail with exit 0."""
+        assert bench("publish", "--app", ORDERS, "--file", str(EXAMPLES / "orders.jsonl")).code == 0
+        tail = bench.spawn("events", "tail", "--last", "1", "--json")
+        wait_for(tail, "following")
+        assert tail.stdout is not None
+        assert json.loads(tail.stdout.readline())["seq"] == 4
+        publish_orders(bench, "T-1")
+        row = json.loads(tail.stdout.readline())
+        assert (row["seq"], row["data"]["order_id"]) == (5, "T-1")
+        tail.send_signal(signal.SIGINT)
+        assert finish(tail).code == 0
