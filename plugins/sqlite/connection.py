@@ -6,7 +6,9 @@ statements issued call by call pays one thread round trip per statement. ``Link.
 instead ships one plain function (``fn(sqlite3.Connection, *args)``) to that thread, so a
 transaction is a single hop. It uses ``aiosqlite.Connection._execute``, the queueing
 primitive every public aiosqlite method is built on (0.20 to 0.22 keep its signature);
-aiosqlite has no public equivalent.
+aiosqlite has no public equivalent. ``Link.submit`` puts the function on the same queue
+(``Connection._tx``) at once, which lets the group-commit writer start a transaction
+from a callback, before the tasks already scheduled run.
 
 No ``sqlite3.Error`` leaves this package raw: ``store_error`` turns each into a
 ``StoreUnavailableError`` whose one-line message says what happened and what to do.
@@ -14,8 +16,10 @@ No ``sqlite3.Error`` leaves this package raw: ``store_error`` turns each into a
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar, cast
 
 import aiosqlite
@@ -58,6 +62,7 @@ class Link:
         self._conn = conn
         self._raw = conn._conn
         self._execute = cast(Callable[..., Awaitable[Any]], conn._execute)
+        self._tx = conn._tx
         self._location = location
         self._closed = False
 
@@ -72,6 +77,16 @@ class Link:
             if isinstance(exc, ValueError) and "closed" not in str(exc).lower():
                 raise
             raise store_error(self._location, exc) from exc
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Queue ``fn(raw_connection, *args)`` on the connection's thread now, without
+        waiting for the event loop to run a task; the future holds the raw outcome
+        (sqlite3 errors untranslated: pass them through ``store_error``)."""
+        if self._closed:
+            raise StoreUnavailableError(self._location, "the store is closed; open it again")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._tx.put_nowait((future, partial(fn, self._raw, *args)))
+        return future
 
     async def aclose(self) -> None:
         if self._closed:
