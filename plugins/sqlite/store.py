@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -30,18 +29,14 @@ from uuid import UUID
 
 import orjson
 
-from core.codec import encode
 from core.errors import (
-    ChecksumMismatchError,
     DeadLetterNotFoundError,
-    GroupLockedError,
     StoreUnavailableError,
 )
 from core.events import Event
 from core.store import (
     AppendResult,
     DeadLetter,
-    DeadLetterReason,
     DeadLetterStatus,
     GroupInfo,
     Lease,
@@ -49,37 +44,16 @@ from core.store import (
     StoredEvent,
 )
 
-from . import schema
+from . import records, schema, transactions
 from .connection import Link, connect, store_error
-from .writer import GroupCommitWriter, Row
+from .writer import GroupCommitWriter
 
 __all__ = ["SQLiteEventStore", "SQLiteStoreStatistics", "open_sqlite_store"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
 _DURABILITY = {
     "FULL": "survives power loss",
     "NORMAL": "survives a process crash, not power loss",
 }
-_EVENT_COLUMNS = (
-    "seq, event_id, type_name, version, created_at, appended_at, payload, checksum, "
-    "correlation_id, causation_id"
-)
-_DLQ_COLUMNS = (
-    "id, event_id, event_type, handler, reason, error_type, message, traceback, attempts, "
-    "first_failure_at, last_failure_at, payload, seq, group_name, source, status, "
-    "resolved_at, resolution"
-)
-_PRAGMAS = (
-    "application_id",
-    "user_version",
-    "journal_mode",
-    "synchronous",
-    "wal_autocheckpoint",
-    "busy_timeout",
-    "page_size",
-    "max_page_count",
-)
 _SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 _OPTIONS = ("busy_timeout", "max_page_count", "mode", "readonly", "synchronous")
 
@@ -92,220 +66,6 @@ class SQLiteStoreStatistics:
     events: int  # events they appended
     duplicates: int  # events answered as duplicates of stored ids
     largest_transaction: int  # most events appended by one transaction
-
-
-# -- conversions ----------------------------------------------------------------------
-
-
-def _micros(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MICRO
-
-
-def _uuid(raw: bytes | None) -> UUID | None:
-    return None if raw is None else UUID(bytes=raw)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
-
-
-def _from_iso(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
-def _event_row(event: Event) -> Row:
-    payload = encode(event)
-    corr = event.correlation_id
-    caus = event.causation_id
-    return (
-        event.id.bytes,
-        event.event_type,
-        event.event_version,
-        event.created_at.isoformat(),
-        payload,
-        zlib.crc32(payload),
-        None if corr is None else corr.bytes,
-        None if caus is None else caus.bytes,
-    )
-
-
-def _records(
-    rows: list[tuple[Any, ...]],
-) -> tuple[list[StoredEvent], ChecksumMismatchError | None]:
-    """Rows to records, stopping at the first payload whose checksum does not match."""
-    out: list[StoredEvent] = []
-    crc32 = zlib.crc32
-    fromiso = datetime.fromisoformat
-    for seq, eid, type_name, version, created, appended, payload, checksum, corr, caus in rows:
-        if crc32(payload) != checksum:
-            return out, ChecksumMismatchError(seq, type_name)
-        out.append(
-            StoredEvent(
-                seq,
-                UUID(bytes=eid),
-                type_name,
-                version,
-                fromiso(created),
-                _EPOCH + timedelta(microseconds=appended),
-                payload,
-                None if corr is None else UUID(bytes=corr),
-                None if caus is None else UUID(bytes=caus),
-            )
-        )
-    return out, None
-
-
-def _fetch_records(
-    conn: sqlite3.Connection, sql: str, params: Sequence[Any]
-) -> tuple[list[StoredEvent], ChecksumMismatchError | None]:
-    return _records(conn.execute(sql, params).fetchall())
-
-
-def _fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
-    return conn.execute(sql, params).fetchall()
-
-
-def _dead_letter_row(entry: DeadLetter) -> tuple[Any, ...]:
-    return (
-        entry.event_id.bytes,
-        entry.event_type,
-        entry.handler,
-        str(entry.reason),
-        entry.error_type,
-        entry.message,
-        entry.traceback,
-        entry.attempts,
-        entry.first_failure_at.isoformat(),
-        entry.last_failure_at.isoformat(),
-        orjson.dumps(dict(entry.payload)),
-        entry.seq,
-        entry.group,
-        entry.source,
-        str(entry.status),
-        _iso(entry.resolved_at),
-        entry.resolution,
-    )
-
-
-def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
-    (entry_id, eid, event_type, handler, reason, error_type, message, tb, attempts) = row[:9]
-    (first, last, payload, seq, group, source, status, resolved_at, resolution) = row[9:]
-    return DeadLetter(
-        event_id=UUID(bytes=eid),
-        event_type=event_type,
-        handler=handler,
-        reason=DeadLetterReason(reason),
-        error_type=error_type,
-        message=message,
-        traceback=tb,
-        attempts=attempts,
-        first_failure_at=datetime.fromisoformat(first),
-        last_failure_at=datetime.fromisoformat(last),
-        payload=orjson.loads(payload),
-        seq=seq,
-        group=group,
-        source=source,
-        id=entry_id,
-        status=DeadLetterStatus(status),
-        resolved_at=_from_iso(resolved_at),
-        resolution=resolution,
-    )
-
-
-def _snapshot(row: tuple[Any, ...]) -> Snapshot:
-    snap_id, name, seq, state, created = row
-    return Snapshot(snap_id, name, seq, orjson.loads(state), datetime.fromisoformat(created))
-
-
-# -- write transactions (each runs whole on the write connection's thread) -------------
-
-
-def _transaction(conn: sqlite3.Connection, body: Callable[[], Any]) -> Any:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = body()
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return result
-
-
-_INSERT_DLQ = (
-    "INSERT INTO dead_letters (event_id, event_type, handler, reason, error_type, message, "
-    "traceback, attempts, first_failure_at, last_failure_at, payload, seq, group_name, "
-    "source, status, resolved_at, resolution) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def _insert_dead_letters(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[int]:
-    ids = []
-    for row in rows:
-        cursor = conn.execute(_INSERT_DLQ, row)
-        assert cursor.lastrowid is not None
-        ids.append(cursor.lastrowid)
-    return ids
-
-
-def _add_dead_letters_tx(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[int]:
-    result: list[int] = _transaction(conn, lambda: _insert_dead_letters(conn, rows))
-    return result
-
-
-def _commit_progress_tx(
-    conn: sqlite3.Connection, group: str, seq: int, rows: Sequence[tuple[Any, ...]], now: int
-) -> None:
-    def body() -> None:
-        _insert_dead_letters(conn, rows)
-        conn.execute(
-            "INSERT INTO checkpoints (group_name, seq, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (group_name) DO UPDATE SET seq = excluded.seq, "
-            "updated_at = excluded.updated_at WHERE excluded.seq > checkpoints.seq",
-            (group, seq, now),
-        )
-
-    _transaction(conn, body)
-
-
-def _acquire_lease_tx(
-    conn: sqlite3.Connection, group: str, holder: str, ttl: float, now: float
-) -> Lease:
-    def body() -> Lease:
-        current = conn.execute(
-            "SELECT holder, expires_at FROM leases WHERE group_name = ?", (group,)
-        ).fetchone()
-        if current is not None and current[0] != holder and current[1] > now:
-            raise GroupLockedError(group, current[0], current[1] - now)
-        conn.execute(
-            "INSERT INTO leases (group_name, holder, expires_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (group_name) DO UPDATE SET holder = excluded.holder, "
-            "expires_at = excluded.expires_at",
-            (group, holder, now + ttl),
-        )
-        return Lease(group, holder, now + ttl)
-
-    lease: Lease = _transaction(conn, body)
-    return lease
-
-
-def _execute_tx(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
-    """One statement in its own transaction; returns the number of rows it changed."""
-    changed: int = _transaction(conn, lambda: conn.execute(sql, params).rowcount)
-    return changed
-
-
-def _insert_returning_tx(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
-    def body() -> int:
-        rowid = conn.execute(sql, params).lastrowid
-        assert rowid is not None
-        return rowid
-
-    result: int = _transaction(conn, body)
-    return result
 
 
 # -- the URL --------------------------------------------------------------------------
@@ -409,7 +169,7 @@ class SQLiteEventStore:
                 )
             reader = await connect(f"{uri}?mode=ro", location)
             try:
-                await reader.run(_configure_reader, busy_ms)
+                await reader.run(transactions.configure_reader, busy_ms)
             except BaseException:
                 await reader.aclose()
                 raise
@@ -424,13 +184,15 @@ class SQLiteEventStore:
                 ) from None
         writer = await connect(f"{uri}?mode=rw", location)
         try:
-            await writer.run(_configure_writer, synchronous, busy_ms, max_pages, location)
+            await writer.run(
+                transactions.configure_writer, synchronous, busy_ms, max_pages, location
+            )
             reader = await connect(f"{uri}?mode=ro", location)
         except BaseException:
             await writer.aclose()
             raise
         try:
-            await reader.run(_configure_reader, busy_ms)
+            await reader.run(transactions.configure_reader, busy_ms)
         except BaseException:
             await reader.aclose()
             await writer.aclose()
@@ -492,7 +254,9 @@ class SQLiteEventStore:
     async def enable_wal_checkpoints(self) -> None:
         """Let this process checkpoint the WAL (the live worker of the file calls this
         when it takes a consumer lease; publishers never checkpoint)."""
-        await self._write_link().run(_execute_pragma, "PRAGMA wal_autocheckpoint = 1000")
+        await self._write_link().run(
+            transactions.execute_pragma, "PRAGMA wal_autocheckpoint = 1000"
+        )
 
     def statistics(self) -> SQLiteStoreStatistics:
         w = self._writer
@@ -504,13 +268,13 @@ class SQLiteEventStore:
         """The settings the store runs with, as the write connection (or, read-only, the
         read connection) sees them."""
         link = self._writer_link or self._reader
-        values = await link.run(_read_pragmas)
+        values = await link.run(transactions.read_pragmas)
         values["synchronous"] = _SYNCHRONOUS_NAMES.get(int(values["synchronous"]), "?")
         return values
 
     async def integrity_check(self) -> list[str]:
         """``PRAGMA integrity_check``: ``["ok"]`` for a sound file, else the problems."""
-        rows = await self._reader.run(_fetch_all, "PRAGMA integrity_check", ())
+        rows = await self._reader.run(records.fetch_all, "PRAGMA integrity_check", ())
         return [str(row[0]) for row in rows]
 
     # -- the log ----------------------------------------------------------------------
@@ -519,7 +283,7 @@ class SQLiteEventStore:
         """Append durably: returns once the group commit holding these events is done."""
         if self._writer is None:
             self._refuse_writes()
-        rows = [_event_row(e) for e in events]  # an encode error refuses the whole call
+        rows = [records.event_row(e) for e in events]  # an encode error refuses the whole call
         if not rows:
             return []
         assert self._writer is not None
@@ -543,10 +307,10 @@ class SQLiteEventStore:
             params.append(to_seq)
         if since is not None:
             clauses.append("appended_at >= ?")
-            params.append(_micros(since))
+            params.append(records.micros(since))
         if until is not None:
             clauses.append("appended_at <= ?")
-            params.append(_micros(until))
+            params.append(records.micros(until))
         if types is not None:
             wanted = sorted(set(types))
             if not wanted:
@@ -554,7 +318,7 @@ class SQLiteEventStore:
             clauses.append(f"type_name IN ({', '.join('?' * len(wanted))})")
             params.extend(wanted)
         sql = (
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
+            f"SELECT {records.EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
             "ORDER BY seq LIMIT ?"
         )
         after = max(from_seq, 1) - 1
@@ -562,23 +326,23 @@ class SQLiteEventStore:
         size = max(batch_size, 1)
         while remaining is None or remaining > 0:
             n = size if remaining is None else min(size, remaining)
-            records, error = await self._reader.run(_fetch_records, sql, (after, *params, n))
-            for record in records:
+            batch, error = await self._reader.run(records.fetch_records, sql, (after, *params, n))
+            for record in batch:
                 yield record
             if error is not None:
                 raise error
-            if len(records) < n:
+            if len(batch) < n:
                 return
-            after = records[-1].seq
+            after = batch[-1].seq
             if remaining is not None:
                 remaining -= n
 
     async def _one(self, where: str, params: Sequence[Any]) -> StoredEvent | None:
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where}"
-        records, error = await self._reader.run(_fetch_records, sql, params)
+        sql = f"SELECT {records.EVENT_COLUMNS} FROM events WHERE {where}"
+        batch, error = await self._reader.run(records.fetch_records, sql, params)
         if error is not None:
             raise error
-        return records[0] if records else None
+        return batch[0] if batch else None
 
     async def get(self, seq: int) -> StoredEvent | None:
         return await self._one("seq = ?", (seq,))
@@ -587,52 +351,52 @@ class SQLiteEventStore:
         return await self._one("event_id = ?", (event_id.bytes,))
 
     async def last_seq(self) -> int:
-        rows = await self._reader.run(_fetch_all, "SELECT max(seq) FROM events", ())
+        rows = await self._reader.run(records.fetch_all, "SELECT max(seq) FROM events", ())
         return int(rows[0][0] or 0)
 
     async def count(self, *, types: Sequence[str] | None = None) -> int:
         if types is None:
-            rows = await self._reader.run(_fetch_all, "SELECT count(*) FROM events", ())
+            rows = await self._reader.run(records.fetch_all, "SELECT count(*) FROM events", ())
         else:
             wanted = sorted(set(types))
             marks = ", ".join("?" * len(wanted))
             sql = f"SELECT count(*) FROM events WHERE type_name IN ({marks})"
-            rows = await self._reader.run(_fetch_all, sql, wanted)
+            rows = await self._reader.run(records.fetch_all, sql, wanted)
         return int(rows[0][0])
 
     async def count_by_type(self) -> dict[str, int]:
         rows = await self._reader.run(
-            _fetch_all,
+            records.fetch_all,
             "SELECT type_name, count(*) FROM events GROUP BY type_name ORDER BY min(seq)",
             (),
         )
         return {str(name): int(n) for name, n in rows}
 
     async def children(self, event_id: UUID) -> list[StoredEvent]:
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE causation_id = ? ORDER BY seq"
-        records, error = await self._reader.run(_fetch_records, sql, (event_id.bytes,))
+        sql = f"SELECT {records.EVENT_COLUMNS} FROM events WHERE causation_id = ? ORDER BY seq"
+        batch, error = await self._reader.run(records.fetch_records, sql, (event_id.bytes,))
         if error is not None:
             raise error
-        return records
+        return batch
 
     # -- consumer groups and leases ---------------------------------------------------
 
     async def load_checkpoint(self, group: str) -> int:
         rows = await self._reader.run(
-            _fetch_all, "SELECT seq FROM checkpoints WHERE group_name = ?", (group,)
+            records.fetch_all, "SELECT seq FROM checkpoints WHERE group_name = ?", (group,)
         )
         return int(rows[0][0]) if rows else 0
 
     async def commit_progress(
         self, group: str, seq: int, dead_letters: Sequence[DeadLetter] = ()
     ) -> None:
-        rows = [_dead_letter_row(e) for e in dead_letters]
+        rows = [records.dead_letter_row(e) for e in dead_letters]
         now = time.time_ns() // 1000
-        await self._write_link().run(_commit_progress_tx, group, seq, rows, now)
+        await self._write_link().run(transactions.commit_progress, group, seq, rows, now)
 
     async def groups(self) -> list[GroupInfo]:
         rows = await self._reader.run(
-            _fetch_all,
+            records.fetch_all,
             "SELECT g.name, coalesce(c.seq, 0), l.holder, l.expires_at, "
             "(SELECT coalesce(max(seq), 0) FROM events) "
             "FROM (SELECT group_name AS name FROM checkpoints "
@@ -657,14 +421,16 @@ class SQLiteEventStore:
         return out
 
     async def acquire_lease(self, group: str, holder: str, ttl: float) -> Lease:
-        return await self._write_link().run(_acquire_lease_tx, group, holder, ttl, self._wall())
+        return await self._write_link().run(
+            transactions.acquire_lease, group, holder, ttl, self._wall()
+        )
 
     async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         return await self.acquire_lease(lease.group, lease.holder, ttl)
 
     async def release_lease(self, lease: Lease) -> None:
         await self._write_link().run(
-            _execute_tx,
+            transactions.execute,
             "DELETE FROM leases WHERE group_name = ? AND holder = ?",
             (lease.group, lease.holder),
         )
@@ -672,8 +438,8 @@ class SQLiteEventStore:
     # -- dead letters -----------------------------------------------------------------
 
     async def add_dead_letters(self, entries: Sequence[DeadLetter]) -> list[int]:
-        rows = [_dead_letter_row(e) for e in entries]
-        return await self._write_link().run(_add_dead_letters_tx, rows)
+        rows = [records.dead_letter_row(e) for e in entries]
+        return await self._write_link().run(transactions.add_dead_letters, rows)
 
     async def list_dead_letters(
         self,
@@ -692,24 +458,26 @@ class SQLiteEventStore:
         if status is not None:
             clauses.append("status = ?")
             params.append(str(status))
-        sql = f"SELECT {_DLQ_COLUMNS} FROM dead_letters WHERE {' AND '.join(clauses)} ORDER BY id"
+        sql = f"SELECT {records.DLQ_COLUMNS} FROM dead_letters WHERE {' AND '.join(clauses)} ORDER BY id"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        rows = await self._reader.run(_fetch_all, sql, params)
-        return [_dead_letter(row) for row in rows]
+        rows = await self._reader.run(records.fetch_all, sql, params)
+        return [records.dead_letter(row) for row in rows]
 
     async def get_dead_letter(self, entry_id: int) -> DeadLetter:
         rows = await self._reader.run(
-            _fetch_all, f"SELECT {_DLQ_COLUMNS} FROM dead_letters WHERE id = ?", (entry_id,)
+            records.fetch_all,
+            f"SELECT {records.DLQ_COLUMNS} FROM dead_letters WHERE id = ?",
+            (entry_id,),
         )
         if not rows:
             raise DeadLetterNotFoundError(entry_id)
-        return _dead_letter(rows[0])
+        return records.dead_letter(rows[0])
 
     async def resolve_dead_letter(self, entry_id: int, resolution: str, at: datetime) -> bool:
         changed = await self._write_link().run(
-            _execute_tx,
+            transactions.execute,
             "UPDATE dead_letters SET status = ?, resolved_at = ?, resolution = ? "
             "WHERE id = ? AND status = ?",
             (str(DeadLetterStatus.RESOLVED), at.isoformat(), resolution, entry_id, "open"),
@@ -723,7 +491,7 @@ class SQLiteEventStore:
         self, entry_id: int, *, error_type: str, message: str, traceback: str, at: datetime
     ) -> None:
         changed = await self._write_link().run(
-            _execute_tx,
+            transactions.execute,
             "UPDATE dead_letters SET attempts = attempts + 1, error_type = ?, message = ?, "
             "traceback = ?, last_failure_at = ? WHERE id = ?",
             (error_type, message, traceback, at.isoformat(), entry_id),
@@ -737,16 +505,20 @@ class SQLiteEventStore:
         if resolved_only:
             sql += " WHERE status = ?"
             params = (str(DeadLetterStatus.RESOLVED),)
-        return await self._write_link().run(_execute_tx, sql, params)
+        return await self._write_link().run(transactions.execute, sql, params)
 
     async def count_dead_letters(
         self, status: DeadLetterStatus | None = DeadLetterStatus.OPEN
     ) -> int:
         if status is None:
-            rows = await self._reader.run(_fetch_all, "SELECT count(*) FROM dead_letters", ())
+            rows = await self._reader.run(
+                records.fetch_all, "SELECT count(*) FROM dead_letters", ()
+            )
         else:
             rows = await self._reader.run(
-                _fetch_all, "SELECT count(*) FROM dead_letters WHERE status = ?", (str(status),)
+                records.fetch_all,
+                "SELECT count(*) FROM dead_letters WHERE status = ?",
+                (str(status),),
             )
         return int(rows[0][0])
 
@@ -756,7 +528,7 @@ class SQLiteEventStore:
         blob = orjson.dumps(dict(state))
         created = datetime.now(UTC)
         snap_id = await self._write_link().run(
-            _insert_returning_tx,
+            transactions.insert_returning,
             "INSERT INTO snapshots (name, seq, state, created_at) VALUES (?, ?, ?, ?)",
             (name, seq, blob, created.isoformat()),
         )
@@ -764,8 +536,8 @@ class SQLiteEventStore:
 
     async def _snapshots(self, where: str, params: Sequence[Any], tail: str) -> list[Snapshot]:
         sql = f"SELECT id, name, seq, state, created_at FROM snapshots WHERE {where} {tail}"
-        rows = await self._reader.run(_fetch_all, sql, params)
-        return [_snapshot(row) for row in rows]
+        rows = await self._reader.run(records.fetch_all, sql, params)
+        return [records.snapshot(row) for row in rows]
 
     async def latest_snapshot(self, name: str) -> Snapshot | None:
         found = await self._snapshots("name = ?", (name,), "ORDER BY seq DESC, id DESC LIMIT 1")
@@ -779,38 +551,6 @@ class SQLiteEventStore:
     async def load_snapshot(self, snapshot_id: int) -> Snapshot | None:
         found = await self._snapshots("id = ?", (snapshot_id,), "")
         return found[0] if found else None
-
-
-def _read_pragmas(conn: sqlite3.Connection) -> dict[str, str | int]:
-    return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in _PRAGMAS}
-
-
-def _execute_pragma(conn: sqlite3.Connection, sql: str) -> None:
-    conn.execute(sql).fetchall()
-
-
-def _configure_writer(
-    conn: sqlite3.Connection,
-    synchronous: str,
-    busy_ms: int,
-    max_pages: str | None,
-    location: str,
-) -> None:
-    """Pragmas of the write connection, then the forward migrations."""
-    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise sqlite3.OperationalError(f"cannot switch to WAL (journal_mode stays {mode})")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    conn.execute("PRAGMA wal_autocheckpoint = 0")
-    if max_pages is not None:
-        conn.execute(f"PRAGMA max_page_count = {int(max_pages)}").fetchall()
-    schema.migrate(conn, location)
-
-
-def _configure_reader(conn: sqlite3.Connection, busy_ms: int) -> None:
-    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
-    conn.execute("PRAGMA query_only = 1")
 
 
 async def open_sqlite_store(
