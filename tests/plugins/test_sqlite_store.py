@@ -399,7 +399,31 @@ class TestDecodeErrors:
         assert isinstance(other.decode(), Tick)
 
 
+class TestReadsAndWrites:
+    async def test_open_read_does_not_block_writes(self, store: SQLiteEventStore) -> None:
+        """Appends and checkpoints commit while a read is half consumed; it then sees them."""
+        await store.append([Tick(i) for i in range(1, 6)])
+        reader = store.read(batch_size=2)
+        first = [await anext(reader), await anext(reader)]
+        await store.append([Tick(6)])
+        await store.commit_progress("g", 6)
+        rest = [record async for record in reader]
+        assert [r.seq for r in first + rest] == [1, 2, 3, 4, 5, 6]
+        assert await store.load_checkpoint("g") == 6
+
+
 class TestClosing:
+    async def test_close_waits_for_queued_appends(self, db: Path) -> None:
+        """Appends queued when aclose is called are committed before the store closes."""
+        store = await open_sqlite_store(url_of(db))
+        appends = [asyncio.ensure_future(store.append([Tick(i)])) for i in range(10)]
+        await asyncio.sleep(0)  # let every append queue its rows
+        await store.aclose()
+        results = [await a for a in appends]
+        assert sorted(r[0].seq for r in results) == list(range(1, 11))
+        async with await open_sqlite_store(url_of(db)) as again:
+            assert await again.last_seq() == 10
+
     async def test_closed_store_refuses(self, db: Path) -> None:
         """After aclose every call is a one-line StoreUnavailableError; aclose is idempotent."""
         store = await open_sqlite_store(url_of(db))

@@ -145,6 +145,12 @@ class TestRead:
         assert [r.seq for r in shipped] == [3, 6, 9]
         assert await store.count(types=["contract.order_shipped"]) == 3
 
+    async def test_no_types_selects_nothing(self, store: EventStore) -> None:
+        """An empty types list matches no record."""
+        await self._fill(store)
+        assert await collect(store, types=[]) == []
+        assert await store.count(types=[]) == 0
+
     async def test_limit_with_filter_and_batches(self, store: EventStore) -> None:
         """limit caps the matching records, across batch boundaries."""
         await self._fill(store)
