@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any, TypeVar
+from uuid import uuid4
 
 from .clock import Clock, RandomSource, system_clock, system_random
 from .dispatch import Failure, Middleware, Route, Runner, run_route
@@ -170,7 +171,8 @@ class EventBus:
         self._rng = rng
         self.registry = registry
         self.dead_letters: DeadLetterQueue = dead_letters or store or MemoryDeadLetterQueue()
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+        # Unique per bus: two buses of one process are two consumers (they share nothing).
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
         self.lease_ttl = lease_ttl
         self._max_in_flight = max_in_flight
         self._commit_interval = commit_interval
@@ -582,6 +584,7 @@ class EventBus:
         progress.start(seq)
         self._active += 1
         letters: list[DeadLetter] = []
+        done = False
         try:
             chain = self._chain or (self._compose() if self._middleware else None)
             if chain is None:
@@ -594,10 +597,13 @@ class EventBus:
                     for o in outcomes
                     if isinstance(o, Failure)
                 ]
+            done = True
             return outcomes
         finally:
             self._active -= 1
-            if progress.finish(seq, letters) or letters:
+            # A dispatch cut short (cancelled by aclose) stays unfinished, so the
+            # checkpoint never passes it and the next consumer delivers it again.
+            if done and (progress.finish(seq, letters) or letters):
                 self._schedule_commit()
             if self._active == 0 and self._idle is not None:
                 self._idle.set()
