@@ -292,9 +292,7 @@ class EventBus:
             breaker = CircuitBreaker(
                 sub.policy.breaker,
                 self._clock,
-                on_change=lambda state: self._guard(
-                    "metrics", self.metrics.breaker_changed, name, state
-                ),
+                on_change=lambda state: self._breaker_changed(name, state),
             )
             self._breakers[name] = breaker
         return Runner(
@@ -395,6 +393,12 @@ class EventBus:
         except Exception as exc:
             self._disable_metrics(exc)
             return self.metrics.for_event_type(event_type)
+
+    def _breaker_changed(self, handler: str, state: BreakerState) -> None:
+        try:
+            self.metrics.breaker_changed(handler, state)
+        except Exception as exc:
+            self._disable_metrics(exc)
 
     def _disable_metrics(self, exc: Exception) -> None:
         from .metrics import NullMetrics
