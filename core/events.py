@@ -247,5 +247,7 @@ class Event:
 
 
 def is_frozen_dataclass(obj: object) -> bool:
-    params = getattr(type(obj), "__dataclass_params__", None)
+    # The class's own parameters: a subclass that forgot the decorator inherits its
+    # base's, but its own fields are neither frozen nor encoded.
+    params = type(obj).__dict__.get("__dataclass_params__")
     return dataclasses.is_dataclass(obj) and bool(params and params.frozen)

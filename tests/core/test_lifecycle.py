@@ -1,0 +1,136 @@
+"""Lifecycle: async with, drain, aclose and closed buses, the synchronous publish entry,
+and two buses in one process sharing nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+
+from core import BusClosedError, Event, EventBus, MemoryEventStore, SyncPublishInLoopError
+
+
+@dataclass(frozen=True, slots=True)
+class Beat(Event, type_name="tests.core.lifecycle.Beat"):
+    n: int = 0
+
+
+async def _settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+class TestAsyncLifecycle:
+    async def test_async_with_opens_and_closes(self) -> None:
+        """async with yields the bus and closes it on exit."""
+        async with EventBus() as bus:
+            assert not bus.closed
+        assert bus.closed
+
+    async def test_drain_waits_for_in_flight_work(self) -> None:
+        """drain(timeout) is False while a handler runs and True once it finished."""
+        gate = asyncio.Event()
+
+        async def slow(event: Beat) -> None:
+            await gate.wait()
+
+        async with EventBus() as bus:
+            bus.subscribe(Beat, name="slow")(slow)
+            publish = asyncio.ensure_future(bus.publish_async(Beat()))
+            await _settle()
+            assert bus.statistics().in_flight == 1
+            assert await bus.drain(timeout=0.01) is False
+            gate.set()
+            assert await bus.drain() is True
+            assert publish.done()
+            assert (await publish).ok
+
+    @pytest.mark.parametrize("handlers", [pytest.param(1, id="one"), pytest.param(2, id="two")])
+    async def test_aclose_drains_first(self, handlers: int) -> None:
+        """aclose waits for running handlers to finish before it returns."""
+        gate = asyncio.Event()
+        finished: list[int] = []
+
+        async def slow(event: Beat) -> None:
+            await gate.wait()
+            finished.append(event.n)
+
+        bus = EventBus()
+        for i in range(handlers):
+            bus.subscribe(Beat, name=f"slow{i}")(slow)
+        publish = asyncio.ensure_future(bus.publish_async(Beat(7)))
+        await _settle()
+        closing = asyncio.ensure_future(bus.aclose())
+        await _settle()
+        assert not closing.done()
+        gate.set()
+        await closing
+        assert finished == [7] * handlers
+        assert (await publish).ok
+
+    @pytest.mark.parametrize(
+        "store", [pytest.param(False, id="no-store"), pytest.param(True, id="memory-store")]
+    )
+    async def test_publish_after_aclose_is_refused(self, store: bool) -> None:
+        """Publishing on a closed bus raises BusClosedError with a clear message."""
+        bus = EventBus(MemoryEventStore() if store else None)
+        bus.subscribe(Beat, name="h")(lambda e: None)
+        await bus.publish_async(Beat())
+        await bus.aclose()
+        with pytest.raises(BusClosedError, match="create a new EventBus"):
+            await bus.publish_async(Beat())
+        with pytest.raises(BusClosedError):
+            await bus.start()
+        await bus.aclose()  # closing again is harmless
+
+
+class TestSyncPublish:
+    async def test_sync_publish_inside_a_loop_names_publish_async(self) -> None:
+        """bus.publish() in a running loop raises SyncPublishInLoopError naming publish_async."""
+        async with EventBus() as bus:
+            with pytest.raises(SyncPublishInLoopError, match="publish_async"):
+                bus.publish(Beat())
+
+    def test_sync_publish_outside_a_loop_works(self) -> None:
+        """bus.publish() in plain synchronous code dispatches and returns the result."""
+        seen: list[int] = []
+
+        async def handler(event: Beat) -> None:
+            seen.append(event.n)
+
+        bus = EventBus()
+        bus.subscribe(Beat, name="h")(handler)
+        try:
+            first = bus.publish(Beat(1))
+            second = bus.publish(Beat(2))
+        finally:
+            bus.close()
+        assert first.ok
+        assert second.ok
+        assert seen == [1, 2]
+        assert bus.closed
+
+
+class TestIsolation:
+    async def test_two_buses_share_nothing(self) -> None:
+        """Subscriptions, metrics, dead letters, statistics and closing are per bus."""
+        seen: list[str] = []
+
+        async def failing(event: Beat) -> None:
+            seen.append("a")
+            raise ValueError("a fails")
+
+        a, b = EventBus(), EventBus()
+        a.subscribe(Beat, name="h")(failing)
+        b.subscribe(Beat, name="h")(lambda e: seen.append("b"))  # same name, other bus
+        await a.publish_async(Beat())
+        assert seen == ["a"]
+        assert await b.dead_letters.count_dead_letters() == 0
+        assert await a.dead_letters.count_dead_letters() == 1
+        assert b.statistics().published == 0
+        assert b.metrics.snapshot()["handlers"] == {}
+        await a.aclose()
+        assert (await b.publish_async(Beat())).ok
+        assert seen == ["a", "b"]
+        await b.aclose()
