@@ -37,10 +37,12 @@ from .errors import UnknownStoreSchemeError as UnknownStoreSchemeError
 from .events import DispatchContext as DispatchContext
 from .events import Event as Event
 from .events import EventRegistry as EventRegistry
+from .events import Upcaster as Upcaster
 from .events import current_dispatch as current_dispatch
 from .events import default_registry as default_registry
 from .memory import MemoryDeadLetterQueue as MemoryDeadLetterQueue
 from .memory import MemoryEventStore as MemoryEventStore
+from .metrics import EventTypeRecorder as EventTypeRecorder
 from .metrics import HandlerRecorder as HandlerRecorder
 from .metrics import InMemoryMetrics as InMemoryMetrics
 from .metrics import MetricsCollector as MetricsCollector
@@ -63,6 +65,8 @@ from .store import DeadLetterQueue as DeadLetterQueue
 from .store import DeadLetterReason as DeadLetterReason
 from .store import DeadLetterStatus as DeadLetterStatus
 from .store import EventStore as EventStore
+from .store import GroupInfo as GroupInfo
+from .store import Lease as Lease
 from .store import Snapshot as Snapshot
 from .store import StoredEvent as StoredEvent
 
@@ -91,6 +95,8 @@ __all__ = [
     "EventError",
     "EventRegistry",
     "EventStore",
+    "EventTypeRecorder",
+    "GroupInfo",
     "GroupLockedError",
     "Handler",
     "HandlerOutcome",
@@ -98,6 +104,7 @@ __all__ = [
     "HandlerRecorder",
     "HandlerTally",
     "InMemoryMetrics",
+    "Lease",
     "MemoryDeadLetterQueue",
     "MemoryEventStore",
     "MetricsCollector",
@@ -126,6 +133,7 @@ __all__ = [
     "SystemClock",
     "UnknownEventTypeError",
     "UnknownStoreSchemeError",
+    "Upcaster",
     "current_dispatch",
     "default_registry",
     "open_store",
