@@ -233,6 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     b_store = median_of(args.repeat, conc, args.dir)
     b_raw = median_of(args.repeat, lambda p: raw_executemany(p, conc_events), args.dir)
 
+    scaling = {}
+    for publishers in (1, 10, 100, 200):
+        events = make_events(min(args.concurrent, 500 * publishers))
+        with tempfile.TemporaryDirectory(dir=args.dir) as d:
+            elapsed, _ = asyncio.run(store_concurrent(Path(d) / "s.db", events, publishers))
+        scaling[publishers] = len(events) / elapsed
+
     c_store_times, c_raw_times = [], []
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         path = Path(d) / "read.db"
@@ -271,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             "target": ">= 50,000 events/s and >= 25% of raw",
             "ok": n_b / b_store >= 50_000 and b_raw / b_store >= 0.25,
         },
+        "scaling_events_per_s": scaling,
         "c_read_decode": {
             "events": n_c,
             "store_events_per_s": n_c / c_store,
@@ -297,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         f"raw executemany x1000 {b['raw_executemany_events_per_s']:,.0f} ev/s, "
         f"{b['share_of_raw']:.0%} of raw (targets >= 50,000 ev/s, >= 25%) "
         f"{'OK' if b['ok'] else 'MISSED'}"
+    )
+    print(
+        "    group commit scaling (one run each): "
+        + ", ".join(f"{p} publishers {v:,.0f} ev/s" for p, v in scaling.items())
     )
     print(
         f"(c) read + decode, {n_c} events: store {c['store_events_per_s']:,.0f} ev/s, "

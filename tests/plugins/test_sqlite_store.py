@@ -435,3 +435,20 @@ class TestClosing:
             await store.last_seq()
         assert siblings(db) == ["events.db"]
         assert digest(db)
+
+
+class TestExports:
+    def test_all_is_complete(self) -> None:
+        """plugins.sqlite re-exports exactly the names in its sorted __all__."""
+        import plugins.sqlite as package
+
+        public = {n for n in vars(package) if not n.startswith("_")} - {
+            "connection",
+            "records",
+            "schema",
+            "store",
+            "transactions",
+            "writer",
+        }
+        assert sorted(package.__all__) == package.__all__
+        assert set(package.__all__) == public
