@@ -17,6 +17,7 @@ verify every payload's checksum. WAL checkpoints are off (``wal_autocheckpoint=0
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -156,7 +157,8 @@ class SQLiteEventStore:
         if max_pages is not None and not max_pages.isdigit():
             raise StoreUnavailableError(url, f"option max_page_count={max_pages!r} must be >= 1")
 
-        found = schema.inspect(path, location)  # refuses foreign files before any write
+        # Refuses a foreign or newer file before anything writes to it.
+        found = await asyncio.to_thread(schema.inspect, path, location)
         uri = path.absolute().as_uri()
         if readonly:
             if found.state is schema.FileState.NEW:
@@ -177,7 +179,7 @@ class SQLiteEventStore:
 
         if found.state is schema.FileState.NEW:
             try:
-                schema.create_private_file(path)
+                await asyncio.to_thread(schema.create_private_file, path)
             except OSError as exc:
                 raise StoreUnavailableError(
                     location, f"cannot create the file: {exc.strerror}"
