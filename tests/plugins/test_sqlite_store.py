@@ -130,8 +130,10 @@ def letter(seq: int, traceback: str = "tb") -> DeadLetter:
 class TestCreation:
     async def test_new_file_is_private_and_marked(self, db: Path) -> None:
         """A new store file is 0o600 and carries the pubsub application_id and version."""
-        await fill(db, 1)
-        assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+        async with await open_sqlite_store(url_of(db)) as store:
+            await store.append([Tick(1)])
+            for name in ("events.db", "events.db-wal", "events.db-shm"):
+                assert stat.S_IMODE(os.stat(db.parent / name).st_mode) == 0o600, name
         with sqlite3.connect(db) as conn:
             assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
             assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
