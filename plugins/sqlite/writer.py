@@ -39,6 +39,9 @@ _LAST = "SELECT seq, appended_at FROM events ORDER BY seq DESC LIMIT 1"
 _BY_ID = "SELECT seq FROM events WHERE event_id = ?"
 
 
+_Done = tuple[list[list[AppendResult]], int]  # each request's results, events appended
+
+
 @dataclass(slots=True)
 class _Request:
     """One caller's rows, the ids to report, and the future it waits on."""
@@ -52,7 +55,7 @@ def _assign(
     conn: sqlite3.Connection,
     requests: Sequence[tuple[Sequence[Row], Sequence[UUID]]],
     look_up: bool,
-) -> list[list[AppendResult]]:
+) -> _Done:
     last = conn.execute(_LAST).fetchone()
     seq, last_at = (0, 0) if last is None else last
     now = max(time.time_ns() // 1000, last_at)
@@ -77,12 +80,12 @@ def _assign(
             results.append(AppendResult(seq, event_id))
         out.append(results)
     conn.executemany(_INSERT, inserts)
-    return out
+    return out, len(inserts)
 
 
 def commit_batch(
     conn: sqlite3.Connection, requests: Sequence[tuple[Sequence[Row], Sequence[UUID]]]
-) -> list[list[AppendResult]]:
+) -> _Done:
     """Write every request in one transaction (runs on the connection's thread).
 
     The common case, no id already stored, costs no lookups: a UNIQUE violation sends the
@@ -91,17 +94,17 @@ def commit_batch(
     conn.execute("BEGIN IMMEDIATE")
     try:
         try:
-            results = _assign(conn, requests, look_up=False)
+            done = _assign(conn, requests, look_up=False)
         except sqlite3.IntegrityError:
             conn.execute("ROLLBACK")
             conn.execute("BEGIN IMMEDIATE")
-            results = _assign(conn, requests, look_up=True)
+            done = _assign(conn, requests, look_up=True)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return results
+    return done
 
 
 class GroupCommitWriter:
@@ -120,7 +123,7 @@ class GroupCommitWriter:
         self._location = location
         self._refuse = refuse  # raises when the store cannot be written (read-only, closed)
         self._queue: list[_Request] = []
-        self._inflight: asyncio.Future[list[list[AppendResult]]] | None = None
+        self._inflight: asyncio.Future[_Done] | None = None
         self._scheduled = False  # a _submit is due on the event loop
         self.transactions = 0  # group commits done
         self.events = 0  # events they appended
@@ -154,12 +157,10 @@ class GroupCommitWriter:
         self._inflight = inflight
         inflight.add_done_callback(partial(self._committed, batch))
 
-    def _committed(
-        self, batch: list[_Request], inflight: asyncio.Future[list[list[AppendResult]]]
-    ) -> None:
+    def _committed(self, batch: list[_Request], inflight: asyncio.Future[_Done]) -> None:
         self._inflight = None
         try:
-            results = inflight.result()
+            done = inflight.result()
         except BaseException as exc:
             error: BaseException = exc
             if isinstance(exc, sqlite3.Error | ValueError):
@@ -169,11 +170,9 @@ class GroupCommitWriter:
                     request.future.set_exception(error)
         else:
             self.transactions += 1
-            size = 0
+            results, size = done
+            self.duplicates += sum(len(r.rows) for r in batch) - size
             for request, result in zip(batch, results, strict=True):
-                dups = sum(1 for r in result if r.duplicate)
-                self.duplicates += dups
-                size += len(result) - dups
                 if not request.future.done():  # the caller may have been cancelled
                     request.future.set_result(result)
             self.events += size

@@ -336,6 +336,13 @@ class TestGroupCommit:
         assert sorted(r[0].seq for r in results) == list(range(1, 101))
         stats = store.statistics()
         assert (stats.transactions, stats.events, stats.largest_transaction) == (1, 100, 100)
+        first = await store.get(1)
+        assert first is not None
+        again = await store.get_by_id(first.event_id)
+        assert again is not None
+        await store.append([again.decode(), Tick(1000)])
+        stats = store.statistics()
+        assert (stats.transactions, stats.events, stats.duplicates) == (2, 101, 1)
 
     async def test_failed_commit_fails_every_waiter(self, db: Path) -> None:
         """When the shared transaction fails every waiting caller gets the error, none commit."""
