@@ -1,0 +1,369 @@
+"""Peers benchmark: pubsub against other Python event buses, side by side in one run.
+
+Scenarios (each system does what it can express; the rest is marked n/a):
+
+* one async handler;
+* ten async handlers on one event;
+* one sync handler (pubsub: in the executor, its default, and inline, the opt-in mode);
+* a handler subscribed to a base class receiving a subclass.
+
+An event counts as done when every handler has run: awaiting systems are awaited per
+event; fire-and-forget emitters (pyee) emit the whole batch and then wait until the last
+handler ran. Each figure is the median of ``--repeat`` runs; the floor (a plain
+``await handler(event)`` loop, or a plain call for sync) is measured in the same run.
+Peers that are not installed are skipped with a note (``pip install -e '.[bench]'``).
+
+    python benchmarks/peers.py [--events 50000] [--repeat 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib.util
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from core import Event, EventBus
+
+SCENARIOS = ("1 async handler", "10 async handlers", "1 sync handler", "base-class subscriber")
+
+
+@dataclass(frozen=True, slots=True)
+class PeerBase(Event, type_name="bench.peers.Base"):
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDerived(PeerBase, type_name="bench.peers.Derived"):
+    pass
+
+
+class Counter:
+    """What every handler does: count, so that the work is the same everywhere."""
+
+    __slots__ = ("done", "n", "target")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.target = 0
+        self.done: asyncio.Event | None = None
+
+    def hit(self) -> None:
+        self.n += 1
+        if self.n == self.target and self.done is not None:
+            self.done.set()
+
+
+_KEEP: list[Any] = []
+Runner = Callable[[int], Awaitable[float]]  # runs n events, returns seconds
+Case = tuple[Runner, int]  # runner and how many events it runs
+
+
+def _timed_loop(call: Callable[[Any], Awaitable[Any]], make: Callable[[int], Any]) -> Runner:
+    async def run(n: int) -> float:
+        events = [make(i) for i in range(n)]
+        gc.collect()
+        t0 = time.perf_counter()
+        for e in events:
+            await call(e)
+        return time.perf_counter() - t0
+
+    return run
+
+
+def _timed_sync_loop(call: Callable[[Any], Any], make: Callable[[int], Any]) -> Runner:
+    async def run(n: int) -> float:
+        events = [make(i) for i in range(n)]
+        gc.collect()
+        t0 = time.perf_counter()
+        for e in events:
+            call(e)
+        return time.perf_counter() - t0
+
+    return run
+
+
+# -- floor and pubsub ---------------------------------------------------------------
+
+
+def floor_cases(counter: Counter) -> dict[str, Case]:
+    async def handler(e: Any) -> None:
+        counter.hit()
+
+    def sync_handler(e: Any) -> None:
+        counter.hit()
+
+    async def ten(e: Any) -> None:
+        for _ in range(10):
+            await handler(e)
+
+    loop_holder: dict[str, Any] = {}
+
+    async def executor(e: Any) -> None:
+        loop = loop_holder.get("loop") or asyncio.get_running_loop()
+        loop_holder["loop"] = loop
+        await loop.run_in_executor(None, sync_handler, e)
+
+    return {
+        "1 async handler": (_timed_loop(handler, PeerBase), 1),
+        "10 async handlers": (_timed_loop(ten, PeerBase), 1),
+        "1 sync handler": (_timed_sync_loop(sync_handler, PeerBase), 1),
+        "1 sync handler (run_in_executor)": (_timed_loop(executor, PeerBase), 10),
+        "base-class subscriber": (_timed_loop(handler, PeerDerived), 1),
+    }
+
+
+def pubsub_cases(counter: Counter, buses: list[EventBus]) -> dict[str, Case]:
+    async def handler(e: PeerBase) -> None:
+        counter.hit()
+
+    def sync_handler(e: PeerBase) -> None:
+        counter.hit()
+
+    def bus_with(n: int, fn: Any, **opts: Any) -> EventBus:
+        bus = EventBus()
+        for i in range(n):
+            bus.subscribe(PeerBase, name=f"h{i}", **opts)(fn)
+        buses.append(bus)
+        return bus
+
+    one = bus_with(1, handler)
+    return {
+        "1 async handler": (_timed_loop(one.publish_async, PeerBase), 1),
+        "10 async handlers": (_timed_loop(bus_with(10, handler).publish_async, PeerBase), 1),
+        "1 sync handler": (
+            _timed_loop(bus_with(1, sync_handler, inline=True).publish_async, PeerBase),
+            1,
+        ),
+        "1 sync handler (executor)": (
+            _timed_loop(bus_with(1, sync_handler).publish_async, PeerBase),
+            10,
+        ),
+        "base-class subscriber": (_timed_loop(one.publish_async, PeerDerived), 1),
+    }
+
+
+# -- peers --------------------------------------------------------------------------
+
+
+def blinker_cases(counter: Counter) -> dict[str, Case]:
+    import blinker
+
+    async def handler(sender: Any) -> None:
+        counter.hit()
+
+    def sync_handler(sender: Any) -> None:
+        counter.hit()
+
+    one = blinker.Signal()
+    one.connect(handler, weak=False)
+    ten = blinker.Signal()
+    for _ in range(10):
+
+        async def h(sender: Any) -> None:
+            counter.hit()
+
+        ten.connect(h, weak=False)  # distinct receivers: blinker dedups by identity
+    sync = blinker.Signal()
+    sync.connect(sync_handler, weak=False)
+    return {
+        "1 async handler": (_timed_loop(one.send_async, PeerBase), 1),
+        "10 async handlers": (_timed_loop(ten.send_async, PeerBase), 1),
+        "1 sync handler": (_timed_sync_loop(sync.send, PeerBase), 1),
+    }
+
+
+def pyee_cases(counter: Counter) -> dict[str, Case]:
+    from pyee import EventEmitter
+    from pyee.asyncio import AsyncIOEventEmitter
+
+    def fire_and_forget(emitter: Any, handlers: int) -> Runner:
+        async def run(n: int) -> float:
+            events = [PeerBase(i) for i in range(n)]
+            counter.n = 0
+            counter.target = n * handlers
+            counter.done = asyncio.Event()
+            gc.collect()
+            t0 = time.perf_counter()
+            for e in events:
+                emitter.emit("tick", e)
+            await counter.done.wait()
+            elapsed = time.perf_counter() - t0
+            counter.done = None
+            return elapsed
+
+        return run
+
+    async def handler(e: Any) -> None:
+        counter.hit()
+
+    def sync_handler(e: Any) -> None:
+        counter.hit()
+
+    one = AsyncIOEventEmitter()
+    one.on("tick", handler)
+    ten = AsyncIOEventEmitter()
+    for _ in range(10):
+        ten.add_listener("tick", handler)
+    sync = EventEmitter()
+    sync.on("tick", sync_handler)
+    return {
+        "1 async handler": (fire_and_forget(one, 1), 1),
+        "10 async handlers": (fire_and_forget(ten, 10), 1),
+        "1 sync handler": (_timed_sync_loop(lambda e: sync.emit("tick", e), PeerBase), 1),
+    }
+
+
+def pypubsub_cases(counter: Counter) -> dict[str, Case]:
+    from pubsub import pub  # PyPubSub: synchronous only, hierarchical topics
+
+    def listener(event: Any) -> None:
+        counter.hit()
+
+    _KEEP.append(listener)  # PyPubSub holds listeners weakly
+    pub.subscribe(listener, "bench_one")
+    pub.subscribe(listener, "bench_base")
+    sync = _timed_sync_loop(lambda e: pub.sendMessage("bench_one", event=e), PeerBase)
+    # A message on the subtopic reaches the parent topic's listeners: the base-class case.
+    derived = _timed_sync_loop(
+        lambda e: pub.sendMessage("bench_base.derived", event=e), PeerDerived
+    )
+
+    async def as_async(n: int) -> float:
+        return await derived(n)
+
+    return {
+        "1 sync handler": (sync, 1),
+        "base-class subscriber": (as_async, 1),
+    }
+
+
+def bubus_cases(counter: Counter) -> dict[str, Case]:
+    import bubus
+
+    class Tick(bubus.BaseEvent[None]):
+        n: int = 0
+
+    async def handler(event: Any) -> None:
+        counter.hit()
+
+    def sync_handler(event: Any) -> None:
+        counter.hit()
+
+    def make_bus(n: int, fn: Any) -> Any:
+        bus = bubus.EventBus(name=f"bench{n}{id(fn) % 1000}")
+        for _ in range(n):
+            bus.on(Tick, fn)
+        return bus
+
+    one, ten, sync = make_bus(1, handler), make_bus(10, handler), make_bus(1, sync_handler)
+    # bubus keys handlers by class name: a Tick handler does not see SubTick.
+    return {
+        "1 async handler": (_timed_loop(lambda e: one.dispatch(e), lambda i: Tick(n=i)), 20),
+        "10 async handlers": (_timed_loop(lambda e: ten.dispatch(e), lambda i: Tick(n=i)), 20),
+        "1 sync handler": (_timed_loop(lambda e: sync.dispatch(e), lambda i: Tick(n=i)), 20),
+    }
+
+
+PEERS: dict[str, tuple[str, Callable[[Counter], dict[str, Case]]]] = {
+    "blinker": ("blinker", blinker_cases),
+    "pyee": ("pyee", pyee_cases),
+    "pypubsub": ("pubsub", pypubsub_cases),
+    "bubus": ("bubus", bubus_cases),
+}
+
+
+async def measure(case: Case, events: int, repeat: int) -> float:
+    """Median seconds per event."""
+    run, divisor = case
+    n = max(200, events // divisor)
+    await run(min(n, 1000))  # warm-up
+    times = [await run(n) for _ in range(repeat)]
+    return statistics.median(times) / n
+
+
+async def run_all(events: int, repeat: int, only: list[str] | None) -> dict[str, Any]:
+    counter = Counter()
+    buses: list[EventBus] = []
+    systems: dict[str, dict[str, Case]] = {
+        "floor": floor_cases(counter),
+        "pubsub": pubsub_cases(counter, buses),
+    }
+    skipped: dict[str, str] = {}
+    for name, (module, factory) in PEERS.items():
+        if only and name not in only:
+            continue
+        if importlib.util.find_spec(module) is None:
+            skipped[name] = "not installed (pip install -e '.[bench]')"
+            continue
+        try:
+            systems[name] = factory(counter)
+        except Exception as exc:  # a peer that fails to set up is reported, not fatal
+            skipped[name] = f"setup failed: {type(exc).__name__}: {exc}"
+    table: dict[str, dict[str, float | None]] = {}
+    for system, cases in systems.items():
+        row: dict[str, float | None] = {}
+        for label, case in cases.items():
+            row[label] = await measure(case, events, repeat)
+        table[system] = row
+    for bus in buses:
+        await bus.aclose()
+    return {
+        "python": sys.version.split()[0],
+        "events": events,
+        "repeat": repeat,
+        "seconds_per_event": table,
+        "skipped": skipped,
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    table = report["seconds_per_event"]
+    ours = table["pubsub"]
+    lines = [
+        f"events/s (us/event) — median of {report['repeat']}; "
+        "ratio = that system's events/s / pubsub's"
+    ]
+    labels = [*SCENARIOS, "1 sync handler (executor)", "1 sync handler (run_in_executor)"]
+    header = f"{'system':10}" + "".join(f" | {label:>30}" for label in labels)
+    lines += [header, "-" * len(header)]
+    for system, row in table.items():
+        cells = []
+        for label in labels:
+            value = row.get(label)
+            if value is None:
+                cells.append(f" | {'n/a':>30}")
+                continue
+            ref = ours.get(label) or ours.get("1 sync handler (executor)")
+            ratio = f"{ref / value:5.2f}x" if ref else "  -  "
+            cells.append(f" | {1 / value:12,.0f} ({value * 1e6:7.3f}) {ratio}")
+        lines.append(f"{system:10}" + "".join(cells))
+    for name, why in report["skipped"].items():
+        lines.append(f"skipped {name}: {why}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="pubsub against its Python peers")
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", nargs="*", help="peers to include (default: all installed)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    report = asyncio.run(run_all(args.events, args.repeat, args.only))
+    if args.json:
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(render(report))
+
+
+if __name__ == "__main__":
+    main()
