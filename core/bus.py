@@ -195,6 +195,7 @@ class EventBus:
         self._progress: GroupProgress | None = None
         self._commit_wakeup: asyncio.Event | None = None
         self._committer: asyncio.Task[None] | None = None
+        self._commit_lock: asyncio.Lock | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._follow_pos = 0
         self._window: asyncio.Semaphore | None = None
@@ -631,14 +632,20 @@ class EventBus:
         progress = self._progress
         if progress is None or self._store is None or not progress.dirty:
             return
-        mark = progress.mark
-        letters = progress.take_letters()
-        try:
-            await self._store.commit_progress(self.group, mark, letters)
-        except BaseException:
-            progress._letters[:0] = [(mark, letter) for letter in letters]
-            raise
-        progress.committed = max(progress.committed, mark)
+        if self._commit_lock is None:
+            self._commit_lock = asyncio.Lock()
+        # One commit at a time, and aclose waits for the one in flight instead of
+        # cancelling it: a commit cancelled after the store wrote it would put its
+        # dead letters back and the next commit would write them a second time.
+        async with self._commit_lock:
+            mark = progress.mark
+            letters = progress.take_letters()
+            try:
+                await self._store.commit_progress(self.group, mark, letters)
+            except Exception:
+                progress.requeue(mark, letters)
+                raise
+            progress.committed = max(progress.committed, mark)
 
     async def start(self) -> None:
         """Become the live consumer of the group (with a store): take the lease, then
@@ -768,7 +775,11 @@ class EventBus:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         for helper in (self._committer, self._heartbeat):
             if helper is not None:
-                helper.cancel()
+                if helper is self._committer and self._commit_lock is not None:
+                    async with self._commit_lock:  # never cut a commit in half
+                        helper.cancel()
+                else:
+                    helper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await helper
         try:

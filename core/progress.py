@@ -59,6 +59,10 @@ class GroupProgress:
     def in_flight(self) -> int:
         return len(self._started) - len(self._done)
 
+    def requeue(self, mark: int, letters: Sequence[DeadLetter]) -> None:
+        """Put back letters taken for a commit that failed (they go with the next one)."""
+        self._letters[:0] = [(mark, letter) for letter in letters]
+
     def take_letters(self) -> list[DeadLetter]:
         """The dead letters of events at or below the mark (they commit with it)."""
         ready = [letter for seq, letter in self._letters if seq <= self.mark]

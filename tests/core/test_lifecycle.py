@@ -134,3 +134,42 @@ class TestIsolation:
         assert (await b.publish_async(Beat())).ok
         assert seen == ["a", "b"]
         await b.aclose()
+
+
+class _SlowCommitStore(MemoryEventStore):
+    """A memory store whose commit writes first and then waits for a gate: the
+    moment a cancelled commit would have already written its dead letters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.writing = asyncio.Event()
+
+    async def commit_progress(self, group: str, seq: int, dead_letters: object = ()) -> None:
+        await super().commit_progress(group, seq, dead_letters)  # type: ignore[arg-type]
+        if dead_letters:
+            self.writing.set()
+            await self.gate.wait()
+
+
+class TestCommitOnClose:
+    async def test_aclose_waits_for_the_commit_in_flight(self) -> None:
+        """aclose during a checkpoint commit waits for it: its dead letter is stored
+        once, not once by the interrupted commit and again by the final one."""
+        store = _SlowCommitStore()
+
+        async def broken(event: Beat) -> None:
+            raise ValueError("no")
+
+        bus = EventBus(store=store, commit_interval=0)
+        bus.subscribe(Beat, name="broken")(broken)
+        await bus.publish_async(Beat(n=1))
+        await store.writing.wait()
+        closing = asyncio.ensure_future(bus.aclose())
+        await _settle()
+        assert not closing.done()  # held by the commit in flight
+        store.gate.set()
+        await closing
+        letters = await store.list_dead_letters()
+        assert [(d.handler, d.seq) for d in letters] == [("broken", 1)]
+        assert await store.load_checkpoint(bus.group) == 1
