@@ -212,7 +212,11 @@ def pyee_cases(counter: Counter) -> dict[str, Case]:
     one.on("tick", handler)
     ten = AsyncIOEventEmitter()
     for _ in range(10):
-        ten.add_listener("tick", handler)
+
+        async def h(e: Any) -> None:
+            counter.hit()
+
+        ten.add_listener("tick", h)  # distinct listeners: pyee keeps one per function
     sync = EventEmitter()
     sync.on("tick", sync_handler)
     return {
@@ -258,18 +262,27 @@ def bubus_cases(counter: Counter) -> dict[str, Case]:
     def sync_handler(event: Any) -> None:
         counter.hit()
 
-    def make_bus(n: int, fn: Any) -> Any:
-        bus = bubus.EventBus(name=f"bench{n}{id(fn) % 1000}")
-        for _ in range(n):
+    def make_bus(name: str, handlers: list[Any]) -> Any:
+        bus = bubus.EventBus(name=name)
+        for fn in handlers:
             bus.on(Tick, fn)
         return bus
 
-    one, ten, sync = make_bus(1, handler), make_bus(10, handler), make_bus(1, sync_handler)
+    def distinct(i: int) -> Any:
+        async def h(event: Any) -> None:
+            counter.hit()
+
+        h.__name__ = h.__qualname__ = f"handler{i}"  # bubus warns on repeated names
+        return h
+
+    one = make_bus("bench_one", [handler])
+    ten = make_bus("bench_ten", [distinct(i) for i in range(10)])
+    sync = make_bus("bench_sync", [sync_handler])
     # bubus keys handlers by class name: a Tick handler does not see SubTick.
     return {
-        "1 async handler": (_timed_loop(lambda e: one.dispatch(e), lambda i: Tick(n=i)), 20),
-        "10 async handlers": (_timed_loop(lambda e: ten.dispatch(e), lambda i: Tick(n=i)), 20),
-        "1 sync handler": (_timed_loop(lambda e: sync.dispatch(e), lambda i: Tick(n=i)), 20),
+        "1 async handler": (_timed_loop(lambda e: one.dispatch(e), lambda i: Tick(n=i)), 100),
+        "10 async handlers": (_timed_loop(lambda e: ten.dispatch(e), lambda i: Tick(n=i)), 500),
+        "1 sync handler": (_timed_loop(lambda e: sync.dispatch(e), lambda i: Tick(n=i)), 100),
     }
 
 

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from uuid import uuid4
 
 from .clock import Clock, RandomSource, system_clock, system_random
-from .dispatch import Failure, Middleware, Route, Runner, run_route
+from .dispatch import Failure, Middleware, Route, Runner, run_plain_route, run_route
 from .errors import (
     BusClosedError,
     EventDecodeError,
@@ -47,7 +47,7 @@ from .memory import MemoryDeadLetterQueue
 from .metrics import EventTypeRecorder, HandlerRecorder, InMemoryMetrics, MetricsCollector
 from .policies import BreakerPolicy, BreakerState, CircuitBreaker, RetryPolicy
 from .progress import GroupProgress
-from .results import HandlerOutcome, OutcomeStatus, PublishResult
+from .results import HandlerOutcome, OutcomeStatus, PublishResult, _CompletedResult
 from .routing import Handler, Router, Subscription
 from .store import DeadLetter, DeadLetterQueue, DeadLetterReason, EventStore, Lease, StoredEvent
 
@@ -443,7 +443,9 @@ class EventBus:
                 rec.succeeded(duration)
                 self._counters.published += 1
                 self._counters.ok += 1
-                return PublishResult(event, (HandlerOutcome(runner.name, _OK, 1, duration),))
+                return _CompletedResult(event, route.names, [duration])
+            if route.all_plain:
+                return await self._publish_plain_many(event, route, raise_on_error)
             return await self._finish_unlogged(
                 event, await self._dispatch_tracked(event, None), raise_on_error
             )
@@ -459,6 +461,26 @@ class EventBus:
         return await self._finish_unlogged(
             event, await self._dispatch_tracked(event, chain), raise_on_error
         )
+
+    async def _publish_plain_many(
+        self, event: Event, route: Route, raise_on_error: bool | None
+    ) -> PublishResult:
+        """The hot path for several plain async handlers (see ``run_plain_route``)."""
+        route.published()
+        self._active += 1
+        token = _dispatch.set(event)
+        try:
+            durations, outcomes = await run_plain_route(route, event, self._tasks)
+        finally:
+            _dispatch.reset(token)
+            self._active -= 1
+            if self._idle is not None and not self._active:
+                self._idle.set()
+        if outcomes is None:
+            self._counters.published += 1
+            self._counters.ok += len(durations)
+            return _CompletedResult(event, route.names, durations)
+        return await self._finish_unlogged(event, outcomes, raise_on_error)
 
     async def _dispatch_tracked(
         self, event: Event, chain: Callable[[Event], Awaitable[list[HandlerOutcome]]] | None

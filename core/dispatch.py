@@ -27,7 +27,7 @@ from .results import HandlerOutcome, OutcomeStatus
 from .routing import Subscription, is_async_handler
 from .store import DeadLetter, DeadLetterReason
 
-__all__ = ["BreakerOpenError", "Failure", "Route", "Runner", "run_route"]
+__all__ = ["BreakerOpenError", "Failure", "Route", "Runner", "run_plain_route", "run_route"]
 
 _OK = OutcomeStatus.OK
 
@@ -254,7 +254,7 @@ class Runner:
 class Route:
     """The runners that match one concrete event type, with their recorders."""
 
-    __slots__ = ("plain", "published", "runners", "single")
+    __slots__ = ("all_plain", "names", "plain", "published", "runners", "single")
 
     def __init__(
         self,
@@ -265,6 +265,9 @@ class Route:
         self.single = runners[0] if len(runners) == 1 else None
         # The single runner when it can be awaited directly by publish (no policy).
         self.plain = self.single if self.single is not None and self.single[0].plain else None
+        # Several handlers, none with a policy: publish runs them with run_plain_route.
+        self.all_plain = len(runners) > 1 and all(runner.plain for runner, _ in runners)
+        self.names = tuple(runner.name for runner, _ in runners)
         self.published = published
 
 
@@ -300,6 +303,74 @@ class _Resume:
 
 async def _continue(coro: Any, yielded: Any) -> HandlerOutcome:
     return await _Resume(coro, yielded)
+
+
+async def _finish_plain(
+    runner: Runner, rec: HandlerRecorder, coro: Any, yielded: Any, t0: float
+) -> HandlerOutcome:
+    """The rest of a plain handler that suspended during its eager start."""
+    try:
+        await _Resume(coro, yielded)
+    except Exception as exc:
+        return runner.give_up(
+            rec, exc, OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED, 1, t0, None
+        )
+    duration = perf_counter() - t0
+    rec.succeeded(duration)
+    return HandlerOutcome(runner.name, _OK, 1, duration)
+
+
+async def run_plain_route(
+    route: Route, event: Event, tasks: set[asyncio.Task[Any]]
+) -> tuple[list[float], list[HandlerOutcome] | None]:
+    """``run_route`` for a route whose handlers are all plain async functions (no
+    policy), called with the dispatch context already set. Each handler is started
+    eagerly by driving its coroutine directly (no ``Runner.run`` layer); one clock
+    reading ends a handler's duration and starts the next one's. Returns the durations
+    and None when every handler finished without suspending and without failing (the
+    common case, whose outcomes the caller builds lazily); otherwise the full list of
+    outcomes, in subscription order, after waiting for the suspended handlers."""
+    durations: list[float] = []
+    outcomes: list[Any] | None = None
+    waiting: list[tuple[int, asyncio.Task[HandlerOutcome]]] = []
+    t = perf_counter()
+    for index, (runner, rec) in enumerate(route.runners):
+        try:
+            coro = runner.fn(event)
+            yielded = coro.send(None)
+        except StopIteration:
+            now = perf_counter()
+            duration = now - t
+            t = now
+            rec.succeeded(duration)
+            durations.append(duration)
+            if outcomes is not None:
+                outcomes.append(HandlerOutcome(runner.name, _OK, 1, duration))
+            continue
+        except Exception as exc:
+            done: HandlerOutcome = runner.give_up(
+                rec, exc, OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED, 1, t, None
+            )
+        else:
+            task = asyncio.get_running_loop().create_task(
+                _finish_plain(runner, rec, coro, yielded, t)
+            )
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            waiting.append((index, task))
+            done = HandlerOutcome(runner.name, OutcomeStatus.CANCELLED, 1, 0.0)
+        if outcomes is None:  # the first exception to the rule: outcomes from now on
+            outcomes = [
+                HandlerOutcome(name, _OK, 1, d)
+                for name, d in zip(route.names, durations, strict=False)
+            ]
+        outcomes.append(done)
+        durations.append(0.0)
+        t = perf_counter()
+    if outcomes is not None:
+        for index, task in waiting:
+            outcomes[index] = await task
+    return durations, outcomes
 
 
 async def run_route(

@@ -266,3 +266,110 @@ class TestFailureIsolation:
             result = await publish
         assert not cancelled
         assert [o.status for o in result] == [OutcomeStatus.FAILED, OutcomeStatus.OK]
+
+
+class TestSeveralPlainHandlers:
+    """Several async handlers without a policy take publish's many-handler hot path."""
+
+    @staticmethod
+    def bus_with(*handlers: tuple[str, Any]) -> EventBus:
+        bus = EventBus()
+        for name, fn in handlers:
+            bus.subscribe(Ping, name=name)(fn)
+        return bus
+
+    async def test_all_ok_outcomes_are_built_on_demand(self) -> None:
+        """Every handler runs once; the outcomes read later name each handler in
+        subscription order, ok, one attempt, with the duration the metrics saw."""
+        ran: list[str] = []
+
+        def make(name: str) -> Any:
+            async def handler(event: Ping) -> None:
+                ran.append(name)
+
+            return handler
+
+        names = [f"h{i}" for i in range(5)]
+        bus = self.bus_with(*[(n, make(n)) for n in names])
+        result = await bus.publish_async(Ping())
+        assert ran == names
+        assert result.ok
+        assert len(result) == 5
+        assert result.failures == []
+        assert [(o.handler, o.status, o.attempts) for o in result] == [
+            (n, OutcomeStatus.OK, 1) for n in names
+        ]
+        assert result.outcomes is result.outcomes  # built once
+        handlers = bus.metrics.snapshot()["handlers"]
+        for o in result:
+            assert handlers[o.handler]["succeeded"] == 1
+            assert handlers[o.handler]["duration"]["max"] == o.duration
+        stats = bus.statistics()
+        assert (stats.published, stats.handled_ok, stats.handled_failed) == (1, 5, 0)
+        await bus.aclose()
+
+    async def test_mixed_failures_and_suspensions_keep_order(self) -> None:
+        """A handler failing at once, one suspending then failing, one suspending then
+        succeeding and one succeeding at once: every outcome in subscription order,
+        each failure dead-lettered, siblings all run."""
+        ran: list[str] = []
+
+        async def ok_first(event: Ping) -> None:
+            ran.append("ok_first")
+
+        async def early(event: Ping) -> None:
+            raise ValueError("early")
+
+        async def late(event: Ping) -> None:
+            await asyncio.sleep(0)
+            raise KeyError("late")
+
+        async def slow_ok(event: Ping) -> None:
+            await asyncio.sleep(0)
+            ran.append("slow_ok")
+
+        async def ok_last(event: Ping) -> None:
+            ran.append("ok_last")
+
+        bus = self.bus_with(
+            ("ok_first", ok_first),
+            ("early", early),
+            ("late", late),
+            ("slow_ok", slow_ok),
+            ("ok_last", ok_last),
+        )
+        result = await bus.publish_async(Ping())
+        assert [(o.handler, o.status) for o in result] == [
+            ("ok_first", OutcomeStatus.OK),
+            ("early", OutcomeStatus.FAILED),
+            ("late", OutcomeStatus.FAILED),
+            ("slow_ok", OutcomeStatus.OK),
+            ("ok_last", OutcomeStatus.OK),
+        ]
+        assert sorted(ran) == ["ok_first", "ok_last", "slow_ok"]
+        assert [type(o.error) for o in result.failures] == [ValueError, KeyError]
+        letters = await bus.dead_letters.list_dead_letters()
+        assert sorted(d.handler for d in letters) == ["early", "late"]
+        stats = bus.statistics()
+        assert (stats.handled_ok, stats.handled_failed, stats.dead_lettered) == (3, 2, 2)
+        await bus.aclose()
+
+    async def test_publish_inside_a_handler_records_causation(self) -> None:
+        """An event published from one of several plain handlers is caused by the
+        event that handler received."""
+        children: list[Ping] = []
+
+        async def spawn(event: Ping) -> None:
+            if event.n == 0:
+                child = Ping(n=1)
+                children.append(child)
+                await bus.publish_async(child)
+
+        async def other(event: Ping) -> None:
+            pass
+
+        bus = self.bus_with(("spawn", spawn), ("other", other))
+        parent = Ping(n=0)
+        await bus.publish_async(parent)
+        assert [c.causation_id for c in children] == [parent.id]
+        await bus.aclose()

@@ -26,7 +26,13 @@ INTERNAL = {
     },  # the benchmark behind `pubsub bench`
     "clock": {"system_clock"},  # the default instance; SystemClock is exported
     "codec": {"decode", "decode_as", "encode", "from_dict", "to_dict"},  # Event methods wrap them
-    "dispatch": {"Failure", "Route", "Runner", "run_route"},  # the bus's machinery
+    "dispatch": {
+        "Failure",
+        "Route",
+        "Runner",
+        "run_plain_route",
+        "run_route",
+    },  # the bus's machinery
     "entrypoints": {"GROUPS", "PluginInfo", "discover", "load_plugin", "store_schemes"},  # CLI
     "memory": {"open_memory_store"},  # the entry-point factory
     "metrics": {"NullMetrics"},  # the fallback after a collector failed
