@@ -44,7 +44,14 @@ from .events import (
     is_frozen_dataclass,
 )
 from .memory import MemoryDeadLetterQueue
-from .metrics import EventTypeRecorder, HandlerRecorder, InMemoryMetrics, MetricsCollector
+from .metrics import (
+    TRUSTED_COLLECTORS,
+    EventTypeRecorder,
+    GuardedRecorder,
+    HandlerRecorder,
+    InMemoryMetrics,
+    MetricsCollector,
+)
 from .policies import BreakerPolicy, BreakerState, CircuitBreaker, RetryPolicy
 from .progress import GroupProgress
 from .results import HandlerOutcome, OutcomeStatus, PublishResult, _CompletedResult
@@ -383,17 +390,28 @@ class EventBus:
 
     def _recorder(self, handler: str, event_type: str) -> HandlerRecorder:
         try:
-            return self.metrics.for_handler(handler, event_type)
+            rec = self.metrics.for_handler(handler, event_type)
         except Exception as exc:
             self._disable_metrics(exc)
             return self.metrics.for_handler(handler, event_type)
+        return rec if type(self.metrics) in TRUSTED_COLLECTORS else self._guarded(rec)
 
     def _type_recorder(self, event_type: str) -> EventTypeRecorder:
         try:
-            return self.metrics.for_event_type(event_type)
+            rec = self.metrics.for_event_type(event_type)
         except Exception as exc:
             self._disable_metrics(exc)
             return self.metrics.for_event_type(event_type)
+        return rec if type(self.metrics) in TRUSTED_COLLECTORS else self._guarded(rec)
+
+    def _guarded(self, rec: HandlerRecorder | EventTypeRecorder) -> GuardedRecorder:
+        collector = self.metrics
+
+        def on_error(exc: Exception) -> None:
+            if self.metrics is collector:  # report and disable once
+                self._disable_metrics(exc)
+
+        return GuardedRecorder(rec, on_error)
 
     def _breaker_changed(self, handler: str, state: BreakerState) -> None:
         try:
@@ -428,7 +446,10 @@ class EventBus:
                 token = _dispatch.set(event)
                 t0 = perf_counter()
                 try:
-                    await runner.fn(event)
+                    if runner.is_async:
+                        await runner.fn(event)
+                    else:  # an inline sync handler
+                        runner.fn(event)
                     duration = perf_counter() - t0
                 except Exception as exc:
                     failure = runner.give_up(

@@ -128,9 +128,9 @@ class Runner:
         self.semaphore = (
             asyncio.Semaphore(policy.max_concurrency) if policy.max_concurrency else None
         )
-        # The fast path: an async handler with nothing around it.
+        # The fast path: an async (or inline sync) handler with nothing around it.
         self.plain = (
-            self.is_async
+            (self.is_async or policy.inline)
             and policy.timeout is None
             and self.semaphore is None
             and policy.retry.max_attempts == 1
@@ -167,7 +167,10 @@ class Runner:
         if self.plain:
             t0 = perf_counter()
             try:
-                await self.fn(event)
+                if self.is_async:
+                    await self.fn(event)
+                else:
+                    self.fn(event)
             except Exception as exc:
                 return self.give_up(
                     rec, exc, OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED, 1, t0, None
@@ -323,8 +326,8 @@ async def _finish_plain(
 async def run_plain_route(
     route: Route, event: Event, tasks: set[asyncio.Task[Any]]
 ) -> tuple[list[float], list[HandlerOutcome] | None]:
-    """``run_route`` for a route whose handlers are all plain async functions (no
-    policy), called with the dispatch context already set. Each handler is started
+    """``run_route`` for a route whose handlers are all plain (async, or sync marked
+    inline; no policy), called with the dispatch context already set. Each handler is started
     eagerly by driving its coroutine directly (no ``Runner.run`` layer); one clock
     reading ends a handler's duration and starts the next one's. Returns the durations
     and None when every handler finished without suspending and without failing (the
@@ -335,10 +338,21 @@ async def run_plain_route(
     waiting: list[tuple[int, asyncio.Task[HandlerOutcome]]] = []
     t = perf_counter()
     for index, (runner, rec) in enumerate(route.runners):
+        coro: Any = None
+        outcome: HandlerOutcome | None = None
         try:
-            coro = runner.fn(event)
-            yielded = coro.send(None)
+            if runner.is_async:
+                coro = runner.fn(event)
+                yielded = coro.send(None)
+            else:  # an inline sync handler
+                runner.fn(event)
         except StopIteration:
+            coro = None
+        except Exception as exc:
+            outcome = runner.give_up(
+                rec, exc, OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED, 1, t, None
+            )
+        if outcome is None and coro is None:  # finished without suspending or failing
             now = perf_counter()
             duration = now - t
             t = now
@@ -347,24 +361,21 @@ async def run_plain_route(
             if outcomes is not None:
                 outcomes.append(HandlerOutcome(runner.name, _OK, 1, duration))
             continue
-        except Exception as exc:
-            done: HandlerOutcome = runner.give_up(
-                rec, exc, OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED, 1, t, None
-            )
-        else:
+        if outcome is None:  # suspended: a task finishes it
             task = asyncio.get_running_loop().create_task(
                 _finish_plain(runner, rec, coro, yielded, t)
             )
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             waiting.append((index, task))
-            done = HandlerOutcome(runner.name, OutcomeStatus.CANCELLED, 1, 0.0)
+            # A placeholder, replaced by the task's outcome below.
+            outcome = HandlerOutcome(runner.name, OutcomeStatus.CANCELLED, 1, 0.0)
         if outcomes is None:  # the first exception to the rule: outcomes from now on
             outcomes = [
                 HandlerOutcome(name, _OK, 1, d)
                 for name, d in zip(route.names, durations, strict=False)
             ]
-        outcomes.append(done)
+        outcomes.append(outcome)
         durations.append(0.0)
         t = perf_counter()
     if outcomes is not None:

@@ -9,13 +9,16 @@ max and a bounded ring of recent samples for p50/p99.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from .policies import BreakerState
 from .results import OutcomeStatus
 
 __all__ = [
+    "TRUSTED_COLLECTORS",
     "EventTypeRecorder",
+    "GuardedRecorder",
     "HandlerRecorder",
     "InMemoryMetrics",
     "MetricsCollector",
@@ -242,3 +245,41 @@ class NullMetrics:
 
     def snapshot(self) -> dict[str, Any]:
         return {"event_types": {}, "handlers": {}}
+
+
+class GuardedRecorder:
+    """Wraps the recorders of a user's collector (the built-in ones are not wrapped):
+    a recorder that raises is reported through ``on_error`` and never reaches the
+    publisher or the handler's outcome."""
+
+    __slots__ = ("_on_error", "_rec")
+
+    def __init__(
+        self, rec: HandlerRecorder | EventTypeRecorder, on_error: Callable[[Exception], None]
+    ) -> None:
+        self._rec: Any = rec
+        self._on_error = on_error
+
+    def _call(self, name: str, *args: Any) -> None:
+        try:
+            getattr(self._rec, name)(*args)
+        except Exception as exc:
+            self._on_error(exc)
+
+    def published(self) -> None:
+        self._call("published")
+
+    def succeeded(self, duration: float) -> None:
+        self._call("succeeded", duration)
+
+    def failed(self, duration: float, status: OutcomeStatus) -> None:
+        self._call("failed", duration, status)
+
+    def retried(self) -> None:
+        self._call("retried")
+
+    def dead_lettered(self) -> None:
+        self._call("dead_lettered")
+
+
+TRUSTED_COLLECTORS = (InMemoryMetrics, NullMetrics)  # exact types whose recorders never raise

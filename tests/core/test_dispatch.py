@@ -373,3 +373,49 @@ class TestSeveralPlainHandlers:
         await bus.publish_async(parent)
         assert [c.causation_id for c in children] == [parent.id]
         await bus.aclose()
+
+    async def test_inline_sync_handlers_join_the_plain_path(self) -> None:
+        """Inline sync handlers among plain async ones run on the loop's thread, in
+        order, and a failing one is reported like any other."""
+        threads: list[int] = []
+
+        def sync_ok(event: Ping) -> None:
+            threads.append(threading.get_ident())
+
+        def sync_bad(event: Ping) -> None:
+            raise RuntimeError("inline failure")
+
+        async def async_ok(event: Ping) -> None:
+            threads.append(threading.get_ident())
+
+        bus = EventBus()
+        bus.subscribe(Ping, name="sync_ok", inline=True)(sync_ok)
+        bus.subscribe(Ping, name="async_ok")(async_ok)
+        bus.subscribe(Ping, name="sync_bad", inline=True)(sync_bad)
+        result = await bus.publish_async(Ping())
+        assert threads == [threading.get_ident()] * 2
+        assert [(o.handler, o.status) for o in result] == [
+            ("sync_ok", OutcomeStatus.OK),
+            ("async_ok", OutcomeStatus.OK),
+            ("sync_bad", OutcomeStatus.FAILED),
+        ]
+        await bus.aclose()
+
+    async def test_one_inline_sync_handler_runs_on_the_loop(self) -> None:
+        """A single inline sync handler is called on the loop's thread and its
+        failure is dead-lettered."""
+        calls: list[int] = []
+
+        def only(event: Ping) -> None:
+            calls.append(threading.get_ident())
+            if event.n:
+                raise ValueError("bad n")
+
+        bus = EventBus()
+        bus.subscribe(Ping, name="only", inline=True)(only)
+        assert (await bus.publish_async(Ping())).ok
+        failed = await bus.publish_async(Ping(n=1))
+        assert [o.status for o in failed] == [OutcomeStatus.FAILED]
+        assert calls == [threading.get_ident()] * 2
+        assert [d.handler for d in await bus.dead_letters.list_dead_letters()] == ["only"]
+        await bus.aclose()

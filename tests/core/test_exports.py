@@ -35,7 +35,11 @@ INTERNAL = {
     },  # the bus's machinery
     "entrypoints": {"GROUPS", "PluginInfo", "discover", "load_plugin", "store_schemes"},  # CLI
     "memory": {"open_memory_store"},  # the entry-point factory
-    "metrics": {"NullMetrics"},  # the fallback after a collector failed
+    "metrics": {
+        "GuardedRecorder",
+        "NullMetrics",
+        "TRUSTED_COLLECTORS",
+    },  # the bus guarding a collector
     "progress": {"GroupProgress"},  # the bus's checkpoint bookkeeping
     "projections": {"create_snapshots", "projections_of", "restore_snapshots"},  # CLI commands
     "routing": {"handler_name", "make_policy"},  # helpers of subscribe()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from core import BreakerPolicy, Event, EventBus, InMemoryMetrics, MetricsCollector
+from core import BreakerPolicy, Event, EventBus, InMemoryMetrics, MetricsCollector, OutcomeStatus
 from core.metrics import HandlerRecorder, NullMetrics
 from core.policies import BreakerState
 from core.testing import FakeClock
@@ -124,3 +124,55 @@ class TestBrokenCollector:
             await bus.publish_async(Tick())  # half-open, then open again
         assert [str(exc) for _, exc in bus.internal_errors] == ["breaker report broke"]
         assert isinstance(bus.metrics, NullMetrics)
+
+
+class _ExplodingRecorder:
+    """A recorder whose every method raises."""
+
+    def __getattr__(self, name: str) -> Any:
+        def boom(*args: Any) -> None:
+            raise RuntimeError(f"{name} broke")
+
+        return boom
+
+
+class BrokenRecorders(InMemoryMetrics):
+    """A collector that hands out recorders that raise when used."""
+
+    def for_handler(self, handler: str, event_type: str) -> HandlerRecorder:
+        return _ExplodingRecorder()  # type: ignore[return-value]
+
+    def for_event_type(self, event_type: str) -> Any:
+        return _ExplodingRecorder()
+
+
+class TestBrokenRecorders:
+    @pytest.mark.parametrize("handlers", [1, 3], ids=["one-handler", "three-handlers"])
+    @pytest.mark.parametrize("fails", [False, True], ids=["ok", "failing"])
+    async def test_recorder_raising_on_the_hot_path_is_reported(
+        self, handlers: int, fails: bool
+    ) -> None:
+        """A recorder that raises (published, succeeded, failed, dead_lettered) never
+        reaches the publisher: the handlers' outcomes stand, the error is reported
+        once and the collector is replaced by a null one."""
+        ran: list[int] = []
+
+        async def handler(event: Tick) -> None:
+            ran.append(event.n)
+            if fails:
+                raise ValueError("handler broke")
+
+        bus = EventBus(metrics=BrokenRecorders())
+        for i in range(handlers):
+            bus.subscribe(Tick, name=f"h{i}")(handler)
+        first = await bus.publish_async(Tick(1))
+        second = await bus.publish_async(Tick(2))
+        assert ran == [1] * handlers + [2] * handlers
+        expected = OutcomeStatus.FAILED if fails else OutcomeStatus.OK
+        assert [o.status for o in first] == [expected] * handlers
+        assert [o.status for o in second] == [expected] * handlers
+        assert isinstance(bus.metrics, NullMetrics)
+        ((where, exc),) = bus.internal_errors
+        assert "metrics collector" in where
+        assert str(exc).endswith("broke")
+        await bus.aclose()
