@@ -346,6 +346,16 @@ class EventBus:
         self._chain = None
         self._update_plain()
 
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The middleware, outermost first (read-only: use add/remove_middleware)."""
+        return tuple(self._middleware)
+
+    @property
+    def hooks(self) -> tuple[PublishHook, ...]:
+        """The ``on_publish`` hooks, in registration order (read-only)."""
+        return tuple(self._hooks)
+
     def on_publish(self, hook: PublishHook) -> PublishHook:
         """Call ``hook(event)`` with every event before dispatch. A hook that raises is
         reported (logged and counted) and removed."""

@@ -102,10 +102,25 @@ class TestChain:
         mw = tracing(trace, "a")
         async with EventBus() as bus:
             bus.add_middleware(mw)
+            assert bus.middleware == (mw,)
             await bus.publish_async(Note())
             bus.remove_middleware(mw)
+            assert bus.middleware == ()
             await bus.publish_async(Note())
         assert trace == ["a-in", "a-out"]
+
+    def test_middleware_and_hooks_are_read_only_views(self) -> None:
+        """bus.middleware and bus.hooks list what was added, in order, as tuples that
+        cannot change the bus."""
+        first, second = tracing([], "a"), tracing([], "b")
+        bus = EventBus()
+        bus.add_middleware(first)
+        bus.add_middleware(second)
+        hook = bus.on_publish(lambda event: None)
+        assert bus.middleware == (first, second)
+        assert bus.hooks == (hook,)
+        assert isinstance(bus.middleware, tuple)
+        assert isinstance(bus.hooks, tuple)
 
     async def test_short_circuit_skips_the_handlers(self) -> None:
         """A middleware that returns without call_next stops dispatch."""
