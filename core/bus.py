@@ -655,7 +655,9 @@ class EventBus:
                     for o in outcomes
                     if isinstance(o, Failure)
                 ]
-            done = True
+            # A handler cancelled by aclose did not finish: the event stays below the
+            # checkpoint so that the next consumer delivers it again.
+            done = not any(o.status is OutcomeStatus.CANCELLED for o in outcomes)
             return outcomes
         finally:
             self._active -= 1

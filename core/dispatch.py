@@ -308,6 +308,18 @@ async def _continue(coro: Any, yielded: Any) -> HandlerOutcome:
     return await _Resume(coro, yielded)
 
 
+async def _outcome_of(task: asyncio.Task[HandlerOutcome], name: str) -> HandlerOutcome:
+    """The outcome of a handler's task; CANCELLED when the bus cancelled that task
+    (aclose past its timeout) while the publisher itself was not cancelled."""
+    try:
+        return await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if task.cancelled() and (current is None or not current.cancelling()):
+            return HandlerOutcome(name, OutcomeStatus.CANCELLED, 1, 0.0)
+        raise
+
+
 async def _finish_plain(
     runner: Runner, rec: HandlerRecorder, coro: Any, yielded: Any, t0: float
 ) -> HandlerOutcome:
@@ -380,7 +392,7 @@ async def run_plain_route(
         t = perf_counter()
     if outcomes is not None:
         for index, task in waiting:
-            outcomes[index] = await task
+            outcomes[index] = await _outcome_of(task, route.names[index])
     return durations, outcomes
 
 
@@ -418,7 +430,7 @@ async def run_route(
     finally:
         _dispatch.reset(token)
     for index, task in waiting:
-        outcomes[index] = await task
+        outcomes[index] = await _outcome_of(task, route.names[index])
     return outcomes
 
 

@@ -173,3 +173,33 @@ class TestCommitOnClose:
         letters = await store.list_dead_letters()
         assert [(d.handler, d.seq) for d in letters] == [("broken", 1)]
         assert await store.load_checkpoint(bus.group) == 1
+
+
+class TestCancelledByClose:
+    @pytest.mark.parametrize("store", [False, True], ids=["no-store", "memory-store"])
+    async def test_handler_cut_short_by_aclose_is_cancelled_not_raised(self, store: bool) -> None:
+        """aclose past its timeout cancels a handler still running: the publisher gets
+        a CANCELLED outcome for it (not a CancelledError of its own), its sibling's
+        outcome stands, and with a store the checkpoint stays before that event."""
+        never = asyncio.Event()
+        memory = MemoryEventStore() if store else None
+
+        async def stuck(event: Beat) -> None:
+            await never.wait()
+
+        async def quick(event: Beat) -> None:
+            pass
+
+        bus = EventBus(store=memory, commit_interval=0)
+        bus.subscribe(Beat, name="stuck")(stuck)
+        bus.subscribe(Beat, name="quick")(quick)
+        publish = asyncio.ensure_future(bus.publish_async(Beat(n=7)))
+        await _settle()
+        await bus.aclose(timeout=0.01)
+        result = await publish
+        assert [(o.handler, o.status.value) for o in result] == [
+            ("stuck", "cancelled"),
+            ("quick", "ok"),
+        ]
+        if memory is not None:
+            assert await memory.load_checkpoint(bus.group) == 0
