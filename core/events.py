@@ -37,8 +37,10 @@ __all__ = ["Event", "EventRegistry", "Upcaster", "current_dispatch", "default_re
 class DispatchContext:
     """What a running handler can know about its invocation (read with
     ``current_dispatch()``): the event being handled, the attempt number (1-based), and
-    whether this delivery is a redelivery (a replay, a DLQ re-drive, a catch-up after a
-    crash)."""
+    whether this delivery is a redelivery (a replay or a DLQ re-drive). A consumer
+    catching up after a crash cannot tell whether the consumer that died got to an
+    event: those deliveries say ``redelivery=False``; handlers must be idempotent
+    anyway (delivery is at least once)."""
 
     __slots__ = ("attempt", "event", "redelivery")
 
