@@ -43,7 +43,7 @@ def create(
             bus = build_bus(loaded, s, group=settings.group, consume=False)
             async with bus:
                 rebuilt = await restore_snapshots(bus)
-                return rebuilt.replayed, await create_snapshots(bus)
+                return rebuilt.replayed, await create_snapshots(bus, restored=rebuilt)
 
     replayed, snaps = asyncio.run(go())
     if json:
