@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pubsub_cli.context import Invocation, shared_options
+
 from .conftest import CLI, pubsub_process
 
 
@@ -106,3 +108,41 @@ class TestProcess:
         assert r.exit_code == 1
         assert "not a pubsub store" in r.error_line
         assert other.read_bytes() == before
+
+
+def help_options(text: str) -> list[str]:
+    """The long option names of a --help screen, in the order shown."""
+    rows = (line.strip("│ ") for line in text.splitlines())
+    return [row.split()[0] for row in rows if row.startswith("--")]
+
+
+class TestSharedOptions:
+    """Commands get --app-dir, --json, --db and --store from one declaration."""
+
+    @pytest.mark.parametrize(
+        ("command", "expected"),
+        [
+            (("dlq", "list"), ["--json", "--db", "--store"]),
+            (("replay",), ["--app-dir", "--json", "--db", "--store"]),
+            (("run",), ["--app-dir", "--db", "--store"]),
+            (("bench",), ["--store", "--json"]),  # bench's own --store (memory|sqlite)
+        ],
+    )
+    def test_help_lists_them_after_the_commands_own(
+        self, cli: CLI, command: tuple[str, ...], expected: list[str]
+    ) -> None:
+        """They follow the command's own options, in the same order everywhere."""
+        r = cli(*command, "--help")
+        assert r.exit_code == 0
+        shown = help_options(r.stdout)
+        assert [o for o in shown if o in ("--app-dir", "--json", "--db", "--store")] == expected
+        assert shown[-1] == "--help"
+
+    def test_a_command_cannot_redeclare_one(self) -> None:
+        """Declaring --json (or --db...) itself as well is a programming error."""
+
+        def twice(inv: Invocation, json: bool = False) -> None:
+            del inv, json
+
+        with pytest.raises(TypeError, match="json"):
+            shared_options()(twice)
