@@ -44,10 +44,14 @@ class TestBasics:
         """An unknown option is a usage error, exit 2."""
         assert cli("events", "list", "--nope").exit_code == 2
 
-    @pytest.mark.parametrize("since", ["yesterday", "5w", "10 minutes"])
-    def test_bad_since_is_usage_error(self, cli: CLI, since: str) -> None:
-        """A bad --since exits 2 and shows the accepted forms."""
-        r = cli("events", "list", "--since", since)
+    @pytest.mark.parametrize(
+        "since",
+        ["yesterday", "5w", "10 minutes", "99999999999999999999d", "0001-01-01T00:00+05:00"],
+    )
+    @pytest.mark.parametrize("flag", ["--since", "--until"])
+    def test_bad_since_is_usage_error(self, cli: CLI, flag: str, since: str) -> None:
+        """A bad or out-of-range --since/--until exits 2 and shows the accepted forms."""
+        r = cli("events", "list", flag, since)
         assert r.exit_code == 2
         assert "45s, 10m, 2h, 7d" in r.stderr
 
