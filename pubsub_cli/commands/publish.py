@@ -13,7 +13,7 @@ import typer
 from core.events import Event
 from core.store import EventStore
 from pubsub_cli.context import Invocation, shared_options
-from pubsub_cli.inputs import InputError, event_from_json, parse_lines
+from pubsub_cli.inputs import InputError, event_from_json, parse_lines, read_text_file
 
 
 @shared_options(app_dir=True)
@@ -75,10 +75,7 @@ def publish(
         if file == "-":
             source, text = "<stdin>", sys.stdin.read()
         else:
-            path = Path(file)
-            if not path.is_file():
-                raise InputError(str(path), "no such file")
-            source, text = str(path), path.read_text(encoding="utf-8")
+            source, text = file, read_text_file(Path(file))
         parsed = parse_lines(text.splitlines(), source)
         if parsed.errors and not skip_invalid:
             first = parsed.errors[0]
