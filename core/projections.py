@@ -32,10 +32,13 @@ class Projection(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RestoreReport:
-    """The snapshots loaded and how many later events were replayed on top of them."""
+    """The snapshots loaded, how many later events were replayed on top of them, and
+    ``seq``: the log position the restored projections now reflect (every event up to
+    it, none after it)."""
 
     snapshots: list[Snapshot]
     replayed: int
+    seq: int = 0
 
 
 def projections_of(bus: EventBus) -> dict[str, Projection]:
@@ -55,25 +58,38 @@ def _need_store(bus: EventBus) -> Any:
     return bus.store
 
 
-async def create_snapshots(bus: EventBus) -> list[Snapshot]:
-    """Catch the bus up, then save every projection's state at the last dispatched seq."""
+async def create_snapshots(
+    bus: EventBus, *, restored: RestoreReport | None = None
+) -> list[Snapshot]:
+    """Save every projection's state at the last sequence number it has processed.
+
+    Without ``restored`` the bus catches up as its group's consumer and the position is
+    the last sequence the bus dispatched. On a bus that does not consume, projections
+    hold what ``restore_snapshots`` replayed into them: pass its report. Never the end
+    of the log as read now: an event appended after the catch-up is not in the state,
+    and a restore from this snapshot must still replay it."""
     store = _need_store(bus)
     projections = projections_of(bus)
     if not projections:
         raise PubSubError("no projection is loaded: a projection has snapshot() and restore()")
-    await bus.catch_up()
-    await bus.drain()
-    seq = await store.last_seq()
+    if restored is not None:
+        seq = restored.seq
+    else:
+        await bus.catch_up()
+        await bus.drain()
+        seq = bus.statistics().last_seq
     return [await store.save_snapshot(name, seq, p.snapshot()) for name, p in projections.items()]
 
 
 async def restore_snapshots(bus: EventBus, *, snapshot_id: int | None = None) -> RestoreReport:
     """Load the chosen (default: each projection's latest) snapshot, then replay only the
-    events after it to the projections. Moves no checkpoint, appends nothing."""
+    events after it, up to the end of the log as it was when the restore began, to the
+    projections. Moves no checkpoint, appends nothing."""
     store = _need_store(bus)
     projections = projections_of(bus)
     if not projections:
         raise PubSubError("no projection is loaded: a projection has snapshot() and restore()")
+    end = await store.last_seq()
     chosen: list[Snapshot] = []
     if snapshot_id is not None:
         snap = await store.load_snapshot(snapshot_id)
@@ -99,6 +115,6 @@ async def restore_snapshots(bus: EventBus, *, snapshot_id: int | None = None) ->
         starts[snap.name] = snap.seq
     for start in sorted(set(starts.values())):
         names = [n for n, s in starts.items() if s == start and (n in restored or start == 0)]
-        report = await bus.replay(store.read(from_seq=start + 1), handlers=names)
+        report = await bus.replay(store.read(from_seq=start + 1, to_seq=end), handlers=names)
         replayed += report.events
-    return RestoreReport(chosen, replayed)
+    return RestoreReport(chosen, replayed, end)

@@ -1,37 +1,56 @@
 """Context: what every command shares — the global flags, the output, the resolved
 settings, and opening the store they name.
 
-The root callback stores a ``CLIState`` on typer's context; commands fetch it with
-``state(ctx)``. ``open_store`` refuses to create a database for commands that only read.
+The root callback stores a ``CLIState`` on typer's context. A command decorated with
+``shared_options`` declares only its own options and receives an ``Invocation``: the
+state, its output, its settings, and the ways to load TARGETs and open the store (or a
+replay-only bus on it). ``open_store`` refuses to create a database for commands that
+only read.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import functools
+import inspect
+import typing
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
 import typer
 
+from core.bus import EventBus
 from core.entrypoints import open_store as _open_store
 from core.store import EventStore
 
 from .output import Output
 from .settings import Settings, resolve_settings
+from .targets import LoadedTargets, load_targets
+from .times import SINCE_HELP, UNTIL_HELP
+from .wiring import build_bus
 
 __all__ = [
     "AppDirOption",
     "CLIState",
     "DbOption",
+    "Invocation",
     "JsonOption",
+    "PluginOption",
     "RootDbOption",
     "RootStoreOption",
+    "SinceOption",
     "StoreOption",
+    "UntilOption",
     "open_store",
+    "shared_options",
     "state",
 ]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _DB_HELP = (
     "SQLite store file (default ./pubsub.db, or db in the tool.pubsub table of pyproject.toml)"
@@ -70,6 +89,11 @@ AppDirOption = Annotated[
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else")
+]
+SinceOption = Annotated[str | None, typer.Option("--since", help=SINCE_HELP, metavar="TIME")]
+UntilOption = Annotated[str | None, typer.Option("--until", help=UNTIL_HELP, metavar="TIME")]
+PluginOption = Annotated[
+    list[str] | None, typer.Option("--plugin", help="pubsub.handlers entry point")
 ]
 
 
@@ -124,3 +148,118 @@ async def open_store(settings: Settings, *, create: bool = False) -> AsyncIterat
         yield store
     finally:
         await store.aclose()
+
+
+class Invocation:
+    """One run of a command: the root state, the command's output (``--json`` or not),
+    its settings (its own ``--db``/``--store``/``--app-dir``, then the root's, then env
+    and project), and the steps most commands take with them."""
+
+    def __init__(self, state: CLIState, json: bool, flags: dict[str, Any]) -> None:
+        self.state = state
+        self.json = json
+        self.out = state.out(json)
+        self._flags = flags
+
+    @functools.cached_property
+    def settings(self) -> Settings:
+        return self.resolve()
+
+    def resolve(self, **more: Any) -> Settings:
+        """The settings with more options given on the command line (``--group``...)."""
+        return self.state.settings(**self._flags, **more)
+
+    def load(
+        self,
+        targets: Sequence[str],
+        *,
+        plugins: Sequence[str] | None = None,
+        require_routers: bool = True,
+    ) -> LoadedTargets:
+        """Import the TARGETs (and ``pubsub.handlers`` plugins) from ``--app-dir``."""
+        return load_targets(
+            targets,
+            plugins=plugins or [],
+            app_dir=self.settings.app_dir,
+            require_routers=require_routers,
+        )
+
+    def with_store(self, work: Callable[[EventStore], Awaitable[T]], *, create: bool = False) -> T:
+        """Run ``work`` on the opened store in a fresh event loop, then close it."""
+
+        async def go() -> T:
+            async with open_store(self.settings, create=create) as store:
+                return await work(store)
+
+        return asyncio.run(go())
+
+    def with_bus(
+        self, loaded: LoadedTargets, work: Callable[[EventBus, EventStore], Awaitable[T]]
+    ) -> T:
+        """Run ``work`` with a bus that carries the loaded handlers but does not consume
+        (replay, re-drive, snapshots): it takes no lease and moves no checkpoint."""
+
+        async def on_store(store: EventStore) -> T:
+            bus = build_bus(loaded, store, group=self.settings.group, consume=False)
+            async with bus:
+                return await work(bus, store)
+
+        return self.with_store(on_store)
+
+
+_SHARED: dict[str, tuple[Any, Any]] = {
+    "app_dir": (AppDirOption, None),
+    "json": (JsonOption, False),
+    "db": (DbOption, None),
+    "store": (StoreOption, None),
+}
+
+
+def shared_options(
+    *, json: bool = True, store: bool = True, app_dir: bool = False
+) -> Callable[[Callable[Concatenate[Invocation, P], T]], Callable[..., T]]:
+    """Give a command the options many commands share, after its own: ``--app-dir``
+    (with ``app_dir``), ``--json`` (with ``json``) and ``--db``/``--store`` (with
+    ``store``), in that order (the order ``--help`` lists them in). The command takes an
+    ``Invocation`` first instead of typer's context and declares only its own options."""
+    names = [
+        name
+        for name, wanted in (("app_dir", app_dir), ("json", json), ("db", store), ("store", store))
+        if wanted
+    ]
+
+    def decorate(fn: Callable[Concatenate[Invocation, P], T]) -> Callable[..., T]:
+        hints = typing.get_type_hints(fn, include_extras=True)
+        own = [
+            p.replace(annotation=hints[p.name])
+            for p in list(inspect.signature(fn).parameters.values())[1:]
+        ]
+        clash = {p.name for p in own} & set(names)
+        if clash:
+            raise TypeError(f"{fn.__name__} declares shared option(s) {sorted(clash)}")
+        params = [
+            inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
+            *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own),
+            *(
+                inspect.Parameter(
+                    n,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    annotation=_SHARED[n][0],
+                    default=_SHARED[n][1],
+                )
+                for n in names
+            ),
+        ]
+
+        @functools.wraps(fn)
+        def command(ctx: typer.Context, **options: Any) -> T:
+            shared = {n: options.pop(n) for n in names}
+            json_mode = bool(shared.pop("json", False))
+            run: Callable[..., T] = fn
+            return run(Invocation(state(ctx), json_mode, shared), **options)
+
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate

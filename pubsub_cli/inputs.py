@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,7 +17,7 @@ import orjson
 from core.errors import EventError, PubSubError
 from core.events import Event, default_registry
 
-__all__ = ["InputError", "ParsedLines", "event_from", "parse_lines"]
+__all__ = ["InputError", "ParsedLines", "event_from", "parse_lines", "read_text_file"]
 
 
 class InputError(PubSubError):
@@ -83,3 +84,18 @@ def parse_lines(lines: Iterable[str], source: str) -> ParsedLines:
         except InputError as exc:
             parsed.errors.append(exc)
     return parsed
+
+
+def read_text_file(path: Path) -> str:
+    """The text of a JSON-lines file; a missing file, a folder or bytes that are not
+    UTF-8 are an ``InputError`` (JSON is UTF-8)."""
+    if not path.is_file():
+        problem = "is a directory, not a JSON-lines file" if path.is_dir() else "no such file"
+        raise InputError(str(path), problem)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"{path} line {line}", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})"
+        ) from None

@@ -249,6 +249,10 @@ class Output:
         )
         self.out.print(Panel(body, title=title, title_align="left", expand=False))
 
+    def json_block(self, title: str, value: Any) -> None:
+        """A titled block of indented JSON (a payload, a projection's state)."""
+        self.block(title, orjson.dumps(value, option=orjson.OPT_INDENT_2).decode(), lexer="json")
+
     def tree(self, label: str, children: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """A tree whose nodes are ``(label, children)`` pairs."""
         from rich.tree import Tree

@@ -23,15 +23,25 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 class TimeParseError(ValueError):
-    """Raised for a time that is neither ISO-8601 nor a relative duration."""
+    """Raised for a time that is neither ISO-8601 nor a relative duration, or that
+    lies outside the dates Python can represent."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, problem: str = "is not a time") -> None:
         self.text = text
-        super().__init__(f"{text!r} is not a time; use {ACCEPTED_FORMS}")
+        super().__init__(f"{text!r} {problem}; use {ACCEPTED_FORMS}")
 
 
 def parse_time(text: str, *, now: datetime | None = None) -> datetime:
     """``text`` as an aware UTC datetime; relative durations count back from ``now``."""
+    try:
+        return _parse(text, now)
+    except TimeParseError:
+        raise
+    except (OverflowError, ValueError):  # 99999999999d, 0001-01-01 east of UTC, ...
+        raise TimeParseError(text, "is out of the range of dates (years 1 to 9999)") from None
+
+
+def _parse(text: str, now: datetime | None) -> datetime:
     match = _RELATIVE.match(text)
     if match:
         amount, unit = float(match.group(1)), match.group(2).lower()

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from core.bench import BenchConfig, run_benchmark
-from pubsub_cli.context import JsonOption, state
+from pubsub_cli.context import Invocation, shared_options
 
 
 class StoreChoice(enum.StrEnum):
@@ -18,8 +18,9 @@ class StoreChoice(enum.StrEnum):
     SQLITE = "sqlite"
 
 
+@shared_options(store=False)
 def bench(
-    ctx: typer.Context,
+    inv: Invocation,
     events: Annotated[
         int, typer.Option("--events", "-n", min=1, help="Events to publish")
     ] = 20_000,
@@ -35,10 +36,9 @@ def bench(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when a service level is missed")
     ] = False,
-    json: JsonOption = False,
 ) -> None:
     """Measure throughput and dispatch overhead (p50/p99/max) against the service levels."""
-    out = state(ctx).out(json)
+    out = inv.out
     config = BenchConfig(events=events, handlers=handlers, store=store.value, publishers=publishers)
     out.note(
         f"bench: {events:,} events, {handlers} handler(s), {store.value} store, "
@@ -79,7 +79,7 @@ def bench(
         ],
         "passed": report.passed,
     }
-    if json:
+    if inv.json:
         out.json(doc)
     else:
         out.table(

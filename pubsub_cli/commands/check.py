@@ -4,7 +4,6 @@ SQLite runs it, and who holds each group's lease. Exit 0 healthy, 1 not."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from typing import Annotated, Any
 
@@ -12,7 +11,7 @@ import typer
 
 from core.errors import ChecksumMismatchError, PubSubError
 from core.store import EventStore
-from pubsub_cli.context import DbOption, JsonOption, StoreOption, open_store, state
+from pubsub_cli.context import Invocation, shared_options
 
 
 async def _verify(store: EventStore) -> tuple[int, list[int]]:
@@ -75,30 +74,21 @@ async def _store_checks(store: EventStore, deep: bool) -> list[dict[str, Any]]:
     return checks
 
 
+@shared_options()
 def check(
-    ctx: typer.Context,
+    inv: Invocation,
     quick: Annotated[
         bool, typer.Option("--quick", help="Skip reading every payload (for frequent probes)")
     ] = False,
-    json: JsonOption = False,
-    db: DbOption = None,
-    store: StoreOption = None,
 ) -> None:
     """Check the store's health; exit 0 when healthy, 1 otherwise."""
-    st = state(ctx)
-    settings = st.settings(db=db, store=store)
-    out = st.out(json)
-
-    async def go() -> list[dict[str, Any]]:
-        try:
-            async with open_store(settings) as s:
-                return await _store_checks(s, deep=not quick)
-        except PubSubError as exc:
-            return [{"name": "open", "ok": False, "detail": str(exc)}]
-
-    checks = asyncio.run(go())
+    out, settings = inv.out, inv.settings
+    try:
+        checks = inv.with_store(lambda s: _store_checks(s, deep=not quick))
+    except PubSubError as exc:
+        checks = [{"name": "open", "ok": False, "detail": str(exc)}]
     healthy = all(c["ok"] for c in checks)
-    if json:
+    if inv.json:
         out.json({"ok": healthy, "store": settings.store_url, "checks": checks})
     else:
         out.table(

@@ -3,17 +3,15 @@ to their handler (a compare-and-set resolution recorded by the store), and delet
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from typing import Annotated, Any
 
 import typer
 
-from core.store import DeadLetter, DeadLetterStatus
-from pubsub_cli.context import AppDirOption, DbOption, JsonOption, StoreOption, open_store, state
+from core.bus import EventBus
+from core.store import DeadLetterStatus, EventStore
+from pubsub_cli.context import Invocation, PluginOption, shared_options
 from pubsub_cli.records import DEAD_LETTER_COLUMNS, dead_letter_dict, dead_letter_row
-from pubsub_cli.targets import load_targets
-from pubsub_cli.wiring import build_bus
 
 app = typer.Typer(help="Inspect and re-drive dead letters.", no_args_is_help=True)
 
@@ -25,8 +23,9 @@ class StatusChoice(enum.StrEnum):
 
 
 @app.command("list")
+@shared_options()
 def list_dead_letters(
-    ctx: typer.Context,
+    inv: Invocation,
     handler: Annotated[str | None, typer.Option("--handler", help="Only this handler")] = None,
     event_type: Annotated[
         str | None, typer.Option("--type", "-t", help="Only this event type")
@@ -35,24 +34,16 @@ def list_dead_letters(
         StatusChoice, typer.Option("--status", help="Which entries", case_sensitive=False)
     ] = StatusChoice.OPEN,
     limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="At most (0: all)")] = 0,
-    json: JsonOption = False,
-    db: DbOption = None,
-    store: StoreOption = None,
 ) -> None:
     """List dead letters: id, seq, event type, handler, error, attempts, last failure."""
-    st = state(ctx)
-    settings = st.settings(db=db, store=store)
-    out = st.out(json)
+    out = inv.out
     wanted = None if status is StatusChoice.ALL else DeadLetterStatus(status.value)
-
-    async def go() -> list[DeadLetter]:
-        async with open_store(settings) as s:
-            return await s.list_dead_letters(
-                handler=handler, event_type=event_type, status=wanted, limit=limit or None
-            )
-
-    entries = asyncio.run(go())
-    if json:
+    entries = inv.with_store(
+        lambda s: s.list_dead_letters(
+            handler=handler, event_type=event_type, status=wanted, limit=limit or None
+        )
+    )
+    if inv.json:
         out.json({"entries": [dead_letter_dict(e) for e in entries]})
         return
     out.table(
@@ -64,42 +55,30 @@ def list_dead_letters(
 
 
 @app.command("show")
+@shared_options()
 def show(
-    ctx: typer.Context,
+    inv: Invocation,
     entry_id: Annotated[int, typer.Argument(metavar="ID", help="Dead-letter id")],
-    json: JsonOption = False,
-    db: DbOption = None,
-    store: StoreOption = None,
 ) -> None:
     """Show one dead letter with its payload and full traceback."""
-    st = state(ctx)
-    settings = st.settings(db=db, store=store)
-    out = st.out(json)
-
-    async def go() -> DeadLetter:
-        async with open_store(settings) as s:
-            return await s.get_dead_letter(entry_id)
-
-    entry = asyncio.run(go())
+    out = inv.out
+    entry = inv.with_store(lambda s: s.get_dead_letter(entry_id))
     doc = dead_letter_dict(entry, full=True)
-    if json:
+    if inv.json:
         out.json(doc)
         return
     out.fields(
         [(k, v) for k, v in doc.items() if k not in ("payload", "traceback")],
         title=f"dead letter {entry_id}",
     )
-    import orjson
-
-    out.block(
-        "payload", orjson.dumps(doc["payload"], option=orjson.OPT_INDENT_2).decode(), lexer="json"
-    )
+    out.json_block("payload", doc["payload"])
     out.block("traceback", entry.traceback or "(none)", lexer="pytb")
 
 
 @app.command("retry")
+@shared_options(app_dir=True)
 def retry(
-    ctx: typer.Context,
+    inv: Invocation,
     entry_ids: Annotated[
         list[int] | None, typer.Argument(metavar="[ID]...", help="Dead-letter ids")
     ] = None,
@@ -108,21 +87,13 @@ def retry(
         list[str] | None,
         typer.Option("--app", help="TARGET with the handlers (repeatable)", metavar="TARGET"),
     ] = None,
-    plugin: Annotated[
-        list[str] | None, typer.Option("--plugin", help="pubsub.handlers entry point")
-    ] = None,
+    plugin: PluginOption = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when a re-drive fails again")
     ] = False,
-    app_dir: AppDirOption = None,
-    json: JsonOption = False,
-    db: DbOption = None,
-    store: StoreOption = None,
 ) -> None:
     """Re-drive dead letters to their handler; the store records how each was resolved."""
-    st = state(ctx)
-    settings = st.settings(db=db, store=store, app_dir=app_dir)
-    out = st.out(json)
+    out = inv.out
     if bool(entry_ids) == all_open:
         raise typer.BadParameter("give dead-letter ids or --all (not both)", param_hint="'ID'")
     if not apps and not plugin:
@@ -130,43 +101,40 @@ def retry(
             "re-driving needs the handlers: pass --app TARGET (or --plugin NAME)",
             param_hint="'--app'",
         )
-    loaded = load_targets(apps or [], plugins=plugin or [], app_dir=settings.app_dir)
+    loaded = inv.load(apps or [], plugins=plugin)
 
-    async def go() -> list[dict[str, Any]]:
-        async with open_store(settings) as s:
-            ids = list(entry_ids or [])
-            if all_open:
-                ids = [e.id for e in await s.list_dead_letters() if e.id is not None]
-            bus = build_bus(loaded, s, group=settings.group, consume=False)
-            results: list[dict[str, Any]] = []
-            async with bus:
-                with out.progress(len(ids), "re-driving") as advance:
-                    for entry_id in ids:
-                        entry = await s.get_dead_letter(entry_id)
-                        res = await bus.redrive(entry_id)
-                        outcome = res.outcome
-                        after = await s.get_dead_letter(entry_id)
-                        results.append(
-                            {
-                                "id": entry_id,
-                                "handler": entry.handler,
-                                "event_type": entry.event_type,
-                                "resolved": res.resolved,
-                                "already_resolved": res.already_resolved,
-                                "status": outcome.status.value if outcome else None,
-                                "error": None
-                                if outcome is None or outcome.error is None
-                                else f"{type(outcome.error).__name__}: {outcome.error}",
-                                "resolution": after.resolution,
-                                "resolved_at": after.resolved_at,
-                            }
-                        )
-                        advance(1)
-            return results
+    async def go(bus: EventBus, s: EventStore) -> list[dict[str, Any]]:
+        ids = list(entry_ids or [])
+        if all_open:
+            ids = [e.id for e in await s.list_dead_letters() if e.id is not None]
+        results: list[dict[str, Any]] = []
+        with out.progress(len(ids), "re-driving") as advance:
+            for entry_id in ids:
+                entry = await s.get_dead_letter(entry_id)
+                res = await bus.redrive(entry_id)
+                outcome = res.outcome
+                after = await s.get_dead_letter(entry_id)
+                results.append(
+                    {
+                        "id": entry_id,
+                        "handler": entry.handler,
+                        "event_type": entry.event_type,
+                        "resolved": res.resolved,
+                        "already_resolved": res.already_resolved,
+                        "status": outcome.status.value if outcome else None,
+                        "error": None
+                        if outcome is None or outcome.error is None
+                        else f"{type(outcome.error).__name__}: {outcome.error}",
+                        "resolution": after.resolution,
+                        "resolved_at": after.resolved_at,
+                    }
+                )
+                advance(1)
+        return results
 
-    results = asyncio.run(go())
+    results = inv.with_bus(loaded, go)
     failed = [r for r in results if not r["resolved"] and not r["already_resolved"]]
-    if json:
+    if inv.json:
         out.json(
             {
                 "retried": len(results),
@@ -203,24 +171,20 @@ def retry(
 
 
 @app.command("purge")
+@shared_options()
 def purge(
-    ctx: typer.Context,
+    inv: Invocation,
     resolved: Annotated[
         bool, typer.Option("--resolved", help="Only resolved entries (keep open ones)")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
-    json: JsonOption = False,
-    db: DbOption = None,
-    store: StoreOption = None,
 ) -> None:
     """Delete dead letters (all, or only resolved ones); asks first on a terminal."""
-    st = state(ctx)
-    settings = st.settings(db=db, store=store)
-    out = st.out(json)
+    out, settings = inv.out, inv.settings
     settings.require_existing_store()
     which = "resolved" if resolved else "ALL"
     if not yes:
-        if not out.err.is_terminal or json:
+        if not out.err.is_terminal or inv.json:
             raise typer.BadParameter(
                 "purge deletes dead letters: confirm with --yes when not on a terminal",
                 param_hint="'--yes'",
@@ -229,12 +193,8 @@ def purge(
             out.note("nothing deleted")
             raise typer.Exit(1)
 
-    async def go() -> int:
-        async with open_store(settings) as s:
-            return await s.purge_dead_letters(resolved_only=resolved)
-
-    count = asyncio.run(go())
-    if json:
+    count = inv.with_store(lambda s: s.purge_dead_letters(resolved_only=resolved))
+    if inv.json:
         out.json({"purged": count, "resolved_only": resolved})
     else:
         out.text(f"purged {count} dead letter(s)")

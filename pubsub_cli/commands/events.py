@@ -11,16 +11,21 @@ from uuid import UUID
 
 import typer
 
+from core.errors import StoreError
 from core.store import EventStore, StoredEvent
-from pubsub_cli.context import DbOption, JsonOption, StoreOption, open_store, state
+from pubsub_cli.context import (
+    Invocation,
+    SinceOption,
+    UntilOption,
+    open_store,
+    shared_options,
+)
 from pubsub_cli.output import Output
 from pubsub_cli.records import EVENT_COLUMNS, event_dict, event_row
-from pubsub_cli.times import SINCE_HELP, UNTIL_HELP, time_option
+from pubsub_cli.times import time_option
 
 app = typer.Typer(help="Browse the event log.", no_args_is_help=True)
 
-SinceOption = Annotated[str | None, typer.Option("--since", help=SINCE_HELP, metavar="TIME")]
-UntilOption = Annotated[str | None, typer.Option("--until", help=UNTIL_HELP, metavar="TIME")]
 TypeOption = Annotated[
     list[str] | None,
     typer.Option("--type", "-t", help="Only this event type (repeatable)", metavar="TYPE"),
@@ -28,8 +33,9 @@ TypeOption = Annotated[
 
 
 @app.command("list")
+@shared_options()
 def list_events(
-    ctx: typer.Context,
+    inv: Invocation,
     since: SinceOption = None,
     until: UntilOption = None,
     types: TypeOption = None,
@@ -37,38 +43,32 @@ def list_events(
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=0, help="At most this many events (0: all)")
     ] = 100,
-    json: JsonOption = False,
-    db: DbOption = None,
-    store: StoreOption = None,
 ) -> None:
     """List stored events in sequence order (JSON lines with --json)."""
-    st = state(ctx)
-    settings = st.settings(db=db, store=store)
-    out = st.out(json)
+    out = inv.out
     since_at, until_at = time_option(since, "--since"), time_option(until, "--until")
 
-    async def go() -> list[StoredEvent]:
-        async with open_store(settings) as s:
-            return [
-                r
-                async for r in s.read(
-                    from_seq=from_seq,
-                    since=since_at,
-                    until=until_at,
-                    types=types or None,
-                    limit=limit or None,
-                )
-            ]
+    async def go(s: EventStore) -> list[StoredEvent]:
+        return [
+            r
+            async for r in s.read(
+                from_seq=from_seq,
+                since=since_at,
+                until=until_at,
+                types=types or None,
+                limit=limit or None,
+            )
+        ]
 
-    records = asyncio.run(go())
-    if json:
+    records = inv.with_store(go)
+    if inv.json:
         for r in records:
             out.json_line(event_dict(r))
         return
     out.table(
         EVENT_COLUMNS,
         [event_row(r) for r in records],
-        title=f"events in {settings.store_url}",
+        title=f"events in {inv.settings.store_url}",
         caption=f"{len(records)} event(s)"
         + (f" (--limit {limit})" if len(records) == limit else ""),
     )
@@ -104,8 +104,9 @@ def _tail_line(out: Output, r: StoredEvent) -> None:
 
 
 @app.command("tail")
+@shared_options()
 def tail(
-    ctx: typer.Context,
+    inv: Invocation,
     last: Annotated[
         int, typer.Option("--last", "-n", min=0, help="Show this many recent events first")
     ] = 10,
@@ -113,14 +114,9 @@ def tail(
     poll: Annotated[
         float, typer.Option("--poll", min=0.01, help="Seconds between looks at the log")
     ] = 0.5,
-    json: JsonOption = False,
-    db: DbOption = None,
-    store: StoreOption = None,
 ) -> None:
     """Follow the log: print new events as they are appended, until Ctrl-C."""
-    st = state(ctx)
-    settings = st.settings(db=db, store=store)
-    out = st.out(json)
+    out, settings = inv.out, inv.settings
 
     async def go() -> None:
         stop = asyncio.Event()
@@ -154,18 +150,14 @@ async def _descendants(store: EventStore, record: StoredEvent, depth: int) -> li
 
 
 @app.command("show")
+@shared_options()
 def show(
-    ctx: typer.Context,
+    inv: Invocation,
     ref: Annotated[str, typer.Argument(metavar="SEQ|ID", help="Sequence number or event id")],
     depth: Annotated[int, typer.Option("--depth", min=1, help="How deep to follow effects")] = 20,
-    json: JsonOption = False,
-    db: DbOption = None,
-    store: StoreOption = None,
 ) -> None:
     """Show one event, its payload and its causal chain (causes and effects)."""
-    st = state(ctx)
-    settings = st.settings(db=db, store=store)
-    out = st.out(json)
+    out = inv.out
     try:
         key: int | UUID = int(ref)
     except ValueError:
@@ -177,26 +169,23 @@ def show(
                 param_hint="'SEQ|ID'",
             ) from None
 
-    async def go() -> tuple[StoredEvent, list[StoredEvent], list[Any]]:
-        async with open_store(settings) as s:
-            record = await (s.get(key) if isinstance(key, int) else s.get_by_id(key))
-            if record is None:
-                from core.errors import StoreError
+    async def go(s: EventStore) -> tuple[StoredEvent, list[StoredEvent], list[Any]]:
+        record = await (s.get(key) if isinstance(key, int) else s.get_by_id(key))
+        if record is None:
+            raise StoreError(
+                f"no event {ref} in {inv.settings.store_url}: see 'pubsub events list'"
+            )
+        causes: list[StoredEvent] = []
+        cursor = record
+        while cursor.causation_id is not None and len(causes) < depth:
+            parent = await s.get_by_id(cursor.causation_id)
+            if parent is None:
+                break
+            causes.insert(0, parent)
+            cursor = parent
+        return record, causes, await _descendants(s, record, depth)
 
-                raise StoreError(
-                    f"no event {ref} in {settings.store_url}: see 'pubsub events list'"
-                )
-            causes: list[StoredEvent] = []
-            cursor = record
-            while cursor.causation_id is not None and len(causes) < depth:
-                parent = await s.get_by_id(cursor.causation_id)
-                if parent is None:
-                    break
-                causes.insert(0, parent)
-                cursor = parent
-            return record, causes, await _descendants(s, record, depth)
-
-    record, causes, effects = asyncio.run(go())
+    record, causes, effects = inv.with_store(go)
 
     def tree_json(items: list[Any]) -> list[dict[str, Any]]:
         return [
@@ -207,7 +196,7 @@ def show(
     def tree_rows(items: list[Any]) -> list[tuple[str, list[Any]]]:
         return [(_node(r), tree_rows(sub)) for r, sub in items]
 
-    if json:
+    if inv.json:
         out.json(
             {
                 "event": event_dict(record),
@@ -220,9 +209,7 @@ def show(
         return
     doc = event_dict(record)
     out.fields([(k, v) for k, v in doc.items() if k != "data"], title=f"event #{record.seq}")
-    import orjson
-
-    out.block("data", orjson.dumps(doc["data"], option=orjson.OPT_INDENT_2).decode(), lexer="json")
+    out.json_block("data", doc["data"])
     chain: list[tuple[str, list[Any]]] = [(f"[this] {_node(record)}", tree_rows(effects))]
     for cause in reversed(causes):
         chain = [(_node(cause), chain)]

@@ -8,22 +8,22 @@ from typing import Annotated
 import typer
 
 from core.entrypoints import GROUPS, discover
-from pubsub_cli.context import JsonOption, state
+from pubsub_cli.context import Invocation, shared_options
 
 app = typer.Typer(help="Discovered plugins (entry points).", no_args_is_help=True)
 
 
 @app.command("list")
+@shared_options(store=False)
 def list_plugins(
-    ctx: typer.Context,
+    inv: Invocation,
     group: Annotated[
         list[str] | None,
         typer.Option("--group", "-g", help=f"Only these groups ({', '.join(GROUPS)})"),
     ] = None,
-    json: JsonOption = False,
 ) -> None:
     """List every discovered plugin; a broken one is shown with its reason."""
-    out = state(ctx).out(json)
+    out = inv.out
     groups = tuple(group) if group else GROUPS
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
@@ -31,7 +31,7 @@ def list_plugins(
             f"unknown group {unknown[0]!r}; known: {', '.join(GROUPS)}", param_hint="'--group'"
         )
     found = discover(groups)
-    if json:
+    if inv.json:
         out.json(
             {
                 "plugins": [

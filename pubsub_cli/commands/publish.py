@@ -4,7 +4,6 @@ numbers."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,13 +11,14 @@ from typing import Annotated, Any
 import typer
 
 from core.events import Event
-from pubsub_cli.context import AppDirOption, DbOption, JsonOption, StoreOption, open_store, state
-from pubsub_cli.inputs import InputError, event_from_json, parse_lines
-from pubsub_cli.targets import load_targets
+from core.store import EventStore
+from pubsub_cli.context import Invocation, shared_options
+from pubsub_cli.inputs import InputError, event_from_json, parse_lines, read_text_file
 
 
+@shared_options(app_dir=True)
 def publish(
-    ctx: typer.Context,
+    inv: Invocation,
     type_name: Annotated[
         str | None,
         typer.Argument(metavar="[TYPE]", help="Event type name (with --data)"),
@@ -45,15 +45,9 @@ def publish(
         bool,
         typer.Option("--skip-invalid", help="Append the valid lines and report the others"),
     ] = False,
-    app_dir: AppDirOption = None,
-    json: JsonOption = False,
-    db: DbOption = None,
-    store: StoreOption = None,
 ) -> None:
     """Validate events against their registered classes and append them durably."""
-    st = state(ctx)
-    settings = st.settings(db=db, store=store, app_dir=app_dir)
-    out = st.out(json)
+    out = inv.out
     if type_name is not None and file is not None:
         raise typer.BadParameter("give TYPE --data JSON or --file, not both", param_hint="'TYPE'")
     if type_name is not None and data is None:
@@ -68,7 +62,7 @@ def publish(
             )
         file = "-"
     if apps:
-        load_targets(apps, app_dir=settings.app_dir, require_routers=False)
+        inv.load(apps, require_routers=False)
 
     events: list[Event]
     lines: list[int] = []
@@ -81,10 +75,7 @@ def publish(
         if file == "-":
             source, text = "<stdin>", sys.stdin.read()
         else:
-            path = Path(file)
-            if not path.is_file():
-                raise InputError(str(path), "no such file")
-            source, text = str(path), path.read_text(encoding="utf-8")
+            source, text = file, read_text_file(Path(file))
         parsed = parse_lines(text.splitlines(), source)
         if parsed.errors and not skip_invalid:
             first = parsed.errors[0]
@@ -98,11 +89,10 @@ def publish(
         for problem in skipped:
             out.warn(f"skipped {problem}")
 
-    async def go() -> list[Any]:
-        async with open_store(settings, create=True) as s:
-            return list(await s.append(events)) if events else []
+    async def append(s: EventStore) -> list[Any]:
+        return list(await s.append(events)) if events else []
 
-    results = asyncio.run(go())
+    results = inv.with_store(append, create=True)
     rows = [
         {
             "seq": r.seq,
@@ -113,7 +103,7 @@ def publish(
         }
         for i, (r, e) in enumerate(zip(results, events, strict=True))
     ]
-    if json:
+    if inv.json:
         out.json(
             {
                 "appended": sum(not r["duplicate"] for r in rows),
@@ -126,6 +116,6 @@ def publish(
     for r in rows:
         out.line(f"{r['seq']}" + (" (duplicate: already stored)" if r["duplicate"] else ""))
     out.note(
-        f"appended {sum(not r['duplicate'] for r in rows)} event(s) to {settings.store_url}"
+        f"appended {sum(not r['duplicate'] for r in rows)} event(s) to {inv.settings.store_url}"
         + (f", skipped {len(skipped)} invalid line(s)" if skipped else "")
     )

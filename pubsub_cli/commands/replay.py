@@ -5,7 +5,6 @@ tagged ``replay``."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -16,10 +15,14 @@ from core.bus import EventBus, ReplayReport
 from core.errors import SubscriptionError
 from core.events import default_registry
 from core.store import EventStore, StoredEvent
-from pubsub_cli.context import AppDirOption, DbOption, JsonOption, StoreOption, open_store, state
-from pubsub_cli.targets import load_targets
-from pubsub_cli.times import SINCE_HELP, UNTIL_HELP, time_option
-from pubsub_cli.wiring import build_bus
+from pubsub_cli.context import (
+    Invocation,
+    PluginOption,
+    SinceOption,
+    UntilOption,
+    shared_options,
+)
+from pubsub_cli.times import time_option
 
 
 class _Range:
@@ -87,14 +90,15 @@ async def _plan(
     }
 
 
+@shared_options(app_dir=True)
 def replay(
-    ctx: typer.Context,
+    inv: Invocation,
     targets: Annotated[
         list[str],
         typer.Argument(metavar="TARGET...", help="Handlers: file.py, package.module[:attr]"),
     ],
-    since: Annotated[str | None, typer.Option("--since", help=SINCE_HELP, metavar="TIME")] = None,
-    until: Annotated[str | None, typer.Option("--until", help=UNTIL_HELP, metavar="TIME")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     from_seq: Annotated[
         int | None, typer.Option("--from-seq", min=1, help="First sequence number")
     ] = None,
@@ -114,18 +118,10 @@ def replay(
         bool, typer.Option("--dry-run", help="Print the plan, dispatch nothing")
     ] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a handler failed")] = False,
-    plugin: Annotated[
-        list[str] | None, typer.Option("--plugin", help="pubsub.handlers entry point")
-    ] = None,
-    app_dir: AppDirOption = None,
-    json: JsonOption = False,
-    db: DbOption = None,
-    store: StoreOption = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Re-dispatch a range of stored events to the handlers, in sequence order."""
-    st = state(ctx)
-    settings = st.settings(db=db, store=store, app_dir=app_dir)
-    out = st.out(json)
+    out = inv.out
     if since is not None and from_seq is not None:
         raise typer.BadParameter("give --since or --from-seq, not both", param_hint="'--since'")
     rng = _Range(
@@ -135,39 +131,35 @@ def replay(
         time_option(until, "--until"),
         types or None,
     )
-    loaded = load_targets(targets, plugins=plugin or [], app_dir=settings.app_dir)
+    loaded = inv.load(targets, plugins=plugin)
 
-    async def go() -> tuple[dict[str, Any], ReplayReport | None]:
-        async with open_store(settings) as s:
-            bus = build_bus(loaded, s, group=settings.group, consume=False)
-            if handler:
-                known = {sub.name for sub in bus.subscriptions}
-                unknown = [h for h in handler if h not in known]
-                if unknown:
-                    raise SubscriptionError(
-                        f"no handler named {unknown[0]!r} is loaded; loaded: "
-                        f"{', '.join(sorted(known))}"
-                    )
-            async with bus:
-                plan = await _plan(bus, s, rng, handler)
-                if dry_run:
-                    return plan, None
-                with out.progress(plan["events"], "replaying") as advance:
-                    done = 0
+    async def go(bus: EventBus, s: EventStore) -> tuple[dict[str, Any], ReplayReport | None]:
+        if handler:
+            known = {sub.name for sub in bus.subscriptions}
+            unknown = [h for h in handler if h not in known]
+            if unknown:
+                raise SubscriptionError(
+                    f"no handler named {unknown[0]!r} is loaded; loaded: {', '.join(sorted(known))}"
+                )
+        plan = await _plan(bus, s, rng, handler)
+        if dry_run:
+            return plan, None
+        with out.progress(plan["events"], "replaying") as advance:
+            done = 0
 
-                    def progress(n: int) -> None:
-                        nonlocal done
-                        advance(n - done)
-                        done = n
+            def progress(n: int) -> None:
+                nonlocal done
+                advance(n - done)
+                done = n
 
-                    report = await bus.replay(
-                        rng.read(s), handlers=handler or None, rate=rate, progress=progress
-                    )
-                return plan, report
+            report = await bus.replay(
+                rng.read(s), handlers=handler or None, rate=rate, progress=progress
+            )
+        return plan, report
 
-    plan, report = asyncio.run(go())
+    plan, report = inv.with_bus(loaded, go)
     if report is None:
-        if json:
+        if inv.json:
             out.json({"dry_run": True, **plan})
             return
         out.fields(
@@ -208,7 +200,7 @@ def replay(
         "duration": report.duration,
         "rate": report.rate,
     }
-    if json:
+    if inv.json:
         out.json(doc)
     else:
         out.table(

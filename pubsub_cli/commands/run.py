@@ -15,10 +15,9 @@ from typing import Annotated, Any
 import typer
 
 from core.bus import EventBus
-from pubsub_cli.context import AppDirOption, DbOption, StoreOption, open_store, state
+from pubsub_cli.context import Invocation, open_store, shared_options
 from pubsub_cli.inputs import InputError, parse_line
 from pubsub_cli.output import Output
-from pubsub_cli.targets import load_targets
 from pubsub_cli.wiring import build_bus
 
 _FORCED = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -85,8 +84,9 @@ async def _status(bus: EventBus, out: Output, every: float, stop: asyncio.Event)
         )
 
 
+@shared_options(json=False, app_dir=True)
 def run(
-    ctx: typer.Context,
+    inv: Invocation,
     targets: Annotated[
         list[str] | None,
         typer.Argument(
@@ -130,19 +130,13 @@ def run(
     status_every: Annotated[
         float, typer.Option("--status-every", min=0.1, help="Seconds between status lines")
     ] = 5.0,
-    app_dir: AppDirOption = None,
-    db: DbOption = None,
-    store: StoreOption = None,
 ) -> None:
     """Run handlers as the group's worker: catch up, follow new events, drain on signal."""
-    st = state(ctx)
-    settings = st.settings(
-        db=db, store=store, group=group, app_dir=app_dir, graceful_timeout=graceful_timeout
-    )
-    out = st.out()
+    settings = inv.resolve(group=group, graceful_timeout=graceful_timeout)
+    out = inv.out
     if not targets and not plugin:
         raise typer.BadParameter("give at least one TARGET or --plugin NAME", param_hint="TARGET")
-    loaded = load_targets(targets or [], plugins=plugin or [], app_dir=settings.app_dir)
+    loaded = inv.load(targets or [], plugins=plugin)
 
     async def go() -> None:
         stop = asyncio.Event()

@@ -3,17 +3,15 @@ log position; restore loads it and replays only the events after it."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import typer
 
-from core.projections import create_snapshots, projections_of, restore_snapshots
-from core.store import Snapshot
-from pubsub_cli.context import AppDirOption, DbOption, JsonOption, StoreOption, open_store, state
+from core.bus import EventBus
+from core.projections import RestoreReport, create_snapshots, projections_of, restore_snapshots
+from core.store import EventStore, Snapshot
+from pubsub_cli.context import Invocation, shared_options
 from pubsub_cli.records import snapshot_dict
-from pubsub_cli.targets import load_targets
-from pubsub_cli.wiring import build_bus
 
 app = typer.Typer(help="Projection snapshots.", no_args_is_help=True)
 
@@ -23,30 +21,19 @@ TargetsArg = Annotated[
 
 
 @app.command("create")
-def create(
-    ctx: typer.Context,
-    targets: TargetsArg,
-    app_dir: AppDirOption = None,
-    json: JsonOption = False,
-    db: DbOption = None,
-    store: StoreOption = None,
-) -> None:
+@shared_options(app_dir=True)
+def create(inv: Invocation, targets: TargetsArg) -> None:
     """Rebuild each projection (latest snapshot + the events after it) and save its
     state at the current end of the log."""
-    st = state(ctx)
-    settings = st.settings(db=db, store=store, app_dir=app_dir)
-    out = st.out(json)
-    loaded = load_targets(targets, app_dir=settings.app_dir)
+    out = inv.out
+    loaded = inv.load(targets)
 
-    async def go() -> tuple[int, list[Snapshot]]:
-        async with open_store(settings) as s:
-            bus = build_bus(loaded, s, group=settings.group, consume=False)
-            async with bus:
-                rebuilt = await restore_snapshots(bus)
-                return rebuilt.replayed, await create_snapshots(bus)
+    async def go(bus: EventBus, s: EventStore) -> tuple[int, list[Snapshot]]:
+        rebuilt = await restore_snapshots(bus)
+        return rebuilt.replayed, await create_snapshots(bus, restored=rebuilt)
 
-    replayed, snaps = asyncio.run(go())
-    if json:
+    replayed, snaps = inv.with_bus(loaded, go)
+    if inv.json:
         out.json({"replayed": replayed, "snapshots": [snapshot_dict(x) for x in snaps]})
         return
     out.table(
@@ -58,24 +45,15 @@ def create(
 
 
 @app.command("list")
+@shared_options()
 def list_snapshots(
-    ctx: typer.Context,
+    inv: Invocation,
     name: Annotated[str | None, typer.Option("--name", help="Only this projection")] = None,
-    json: JsonOption = False,
-    db: DbOption = None,
-    store: StoreOption = None,
 ) -> None:
     """List saved snapshots."""
-    st = state(ctx)
-    settings = st.settings(db=db, store=store)
-    out = st.out(json)
-
-    async def go() -> list[Snapshot]:
-        async with open_store(settings) as s:
-            return await s.list_snapshots(name)
-
-    snaps = asyncio.run(go())
-    if json:
+    out = inv.out
+    snaps = inv.with_store(lambda s: s.list_snapshots(name))
+    if inv.json:
         out.json({"snapshots": [snapshot_dict(x) for x in snaps]})
         return
     out.table(
@@ -86,8 +64,9 @@ def list_snapshots(
 
 
 @app.command("restore")
+@shared_options(app_dir=True)
 def restore(
-    ctx: typer.Context,
+    inv: Invocation,
     targets: TargetsArg,
     snapshot_id: Annotated[
         int | None, typer.Option("--id", help="This snapshot (default: each latest)")
@@ -95,27 +74,17 @@ def restore(
     show_state: Annotated[
         bool, typer.Option("--show-state", help="Print each projection's restored state")
     ] = False,
-    app_dir: AppDirOption = None,
-    json: JsonOption = False,
-    db: DbOption = None,
-    store: StoreOption = None,
 ) -> None:
     """Load a snapshot into its projection and replay only the events after it."""
-    st = state(ctx)
-    settings = st.settings(db=db, store=store, app_dir=app_dir)
-    out = st.out(json)
-    loaded = load_targets(targets, app_dir=settings.app_dir)
+    out = inv.out
+    loaded = inv.load(targets)
 
-    async def go() -> tuple[Any, dict[str, dict[str, Any]]]:
-        async with open_store(settings) as s:
-            bus = build_bus(loaded, s, group=settings.group, consume=False)
-            async with bus:
-                report = await restore_snapshots(bus, snapshot_id=snapshot_id)
-                states = {n: p.snapshot() for n, p in projections_of(bus).items()}
-                return report, states
+    async def go(bus: EventBus, s: EventStore) -> tuple[RestoreReport, dict[str, Any]]:
+        report = await restore_snapshots(bus, snapshot_id=snapshot_id)
+        return report, {n: p.snapshot() for n, p in projections_of(bus).items()}
 
-    report, states = asyncio.run(go())
-    if json:
+    report, states = inv.with_bus(loaded, go)
+    if inv.json:
         out.json(
             {
                 "snapshots": [snapshot_dict(x) for x in report.snapshots],
@@ -131,7 +100,5 @@ def restore(
         caption=f"replayed {report.replayed} event(s) after the snapshot(s)",
     )
     if show_state:
-        import orjson
-
         for name, value in states.items():
-            out.block(name, orjson.dumps(value, option=orjson.OPT_INDENT_2).decode(), lexer="json")
+            out.json_block(name, value)

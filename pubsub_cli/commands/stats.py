@@ -3,52 +3,42 @@ handler, snapshots, and each consumer group's checkpoint, lag and lease holder."
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import typer
-
-from core.store import DeadLetterStatus
-from pubsub_cli.context import DbOption, JsonOption, StoreOption, open_store, state
+from core.store import DeadLetterStatus, EventStore
+from pubsub_cli.context import Invocation, shared_options
 from pubsub_cli.records import group_dict
 
 
-def stats(
-    ctx: typer.Context,
-    json: JsonOption = False,
-    db: DbOption = None,
-    store: StoreOption = None,
-) -> None:
+async def _counts(s: EventStore) -> dict[str, Any]:
+    types = await s.count_by_type()
+    letters = await s.list_dead_letters(status=None)
+    handlers: dict[str, dict[str, int]] = {}
+    for e in letters:
+        row = handlers.setdefault(e.handler, {"open": 0, "resolved": 0})
+        row["open" if e.status is DeadLetterStatus.OPEN else "resolved"] += 1
+    return {
+        "store": s.url,
+        "durability": s.durability,
+        "events": sum(types.values()),
+        "last_seq": await s.last_seq(),
+        "types": dict(sorted(types.items())),
+        "dlq": {
+            "open": sum(h["open"] for h in handlers.values()),
+            "resolved": sum(h["resolved"] for h in handlers.values()),
+            "handlers": dict(sorted(handlers.items())),
+        },
+        "groups": [group_dict(g) for g in await s.groups()],
+        "snapshots": len(await s.list_snapshots()),
+    }
+
+
+@shared_options()
+def stats(inv: Invocation) -> None:
     """Counts per event type and per handler, DLQ and consumer groups, from the store."""
-    st = state(ctx)
-    settings = st.settings(db=db, store=store)
-    out = st.out(json)
-
-    async def go() -> dict[str, Any]:
-        async with open_store(settings) as s:
-            types = await s.count_by_type()
-            letters = await s.list_dead_letters(status=None)
-            handlers: dict[str, dict[str, int]] = {}
-            for e in letters:
-                row = handlers.setdefault(e.handler, {"open": 0, "resolved": 0})
-                row["open" if e.status is DeadLetterStatus.OPEN else "resolved"] += 1
-            return {
-                "store": s.url,
-                "durability": s.durability,
-                "events": sum(types.values()),
-                "last_seq": await s.last_seq(),
-                "types": dict(sorted(types.items())),
-                "dlq": {
-                    "open": sum(h["open"] for h in handlers.values()),
-                    "resolved": sum(h["resolved"] for h in handlers.values()),
-                    "handlers": dict(sorted(handlers.items())),
-                },
-                "groups": [group_dict(g) for g in await s.groups()],
-                "snapshots": len(await s.list_snapshots()),
-            }
-
-    doc = asyncio.run(go())
-    if json:
+    out = inv.out
+    doc = inv.with_store(_counts)
+    if inv.json:
         out.json(doc)
         return
     out.fields(

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pubsub_cli.context import Invocation, shared_options
+
 from .conftest import CLI, pubsub_process
 
 
@@ -42,10 +44,14 @@ class TestBasics:
         """An unknown option is a usage error, exit 2."""
         assert cli("events", "list", "--nope").exit_code == 2
 
-    @pytest.mark.parametrize("since", ["yesterday", "5w", "10 minutes"])
-    def test_bad_since_is_usage_error(self, cli: CLI, since: str) -> None:
-        """A bad --since exits 2 and shows the accepted forms."""
-        r = cli("events", "list", "--since", since)
+    @pytest.mark.parametrize(
+        "since",
+        ["yesterday", "5w", "10 minutes", "99999999999999999999d", "0001-01-01T00:00+05:00"],
+    )
+    @pytest.mark.parametrize("flag", ["--since", "--until"])
+    def test_bad_since_is_usage_error(self, cli: CLI, flag: str, since: str) -> None:
+        """A bad or out-of-range --since/--until exits 2 and shows the accepted forms."""
+        r = cli("events", "list", flag, since)
         assert r.exit_code == 2
         assert "45s, 10m, 2h, 7d" in r.stderr
 
@@ -106,3 +112,41 @@ class TestProcess:
         assert r.exit_code == 1
         assert "not a pubsub store" in r.error_line
         assert other.read_bytes() == before
+
+
+def help_options(text: str) -> list[str]:
+    """The long option names of a --help screen, in the order shown."""
+    rows = (line.strip("│ ") for line in text.splitlines())
+    return [row.split()[0] for row in rows if row.startswith("--")]
+
+
+class TestSharedOptions:
+    """Commands get --app-dir, --json, --db and --store from one declaration."""
+
+    @pytest.mark.parametrize(
+        ("command", "expected"),
+        [
+            (("dlq", "list"), ["--json", "--db", "--store"]),
+            (("replay",), ["--app-dir", "--json", "--db", "--store"]),
+            (("run",), ["--app-dir", "--db", "--store"]),
+            (("bench",), ["--store", "--json"]),  # bench's own --store (memory|sqlite)
+        ],
+    )
+    def test_help_lists_them_after_the_commands_own(
+        self, cli: CLI, command: tuple[str, ...], expected: list[str]
+    ) -> None:
+        """They follow the command's own options, in the same order everywhere."""
+        r = cli(*command, "--help")
+        assert r.exit_code == 0
+        shown = help_options(r.stdout)
+        assert [o for o in shown if o in ("--app-dir", "--json", "--db", "--store")] == expected
+        assert shown[-1] == "--help"
+
+    def test_a_command_cannot_redeclare_one(self) -> None:
+        """Declaring --json (or --db...) itself as well is a programming error."""
+
+        def twice(inv: Invocation, json: bool = False) -> None:
+            del inv, json
+
+        with pytest.raises(TypeError, match="json"):
+            shared_options()(twice)

@@ -128,6 +128,24 @@ class TestFile:
         assert r.exit_code == 1
         assert "no such file" in r.error_line
 
+    def test_not_utf8(self, cli: CLI, tmp_path: Path) -> None:
+        """A file with bytes that are not UTF-8 is one line naming the line, exit 1,
+        and nothing is appended."""
+        good = f'{{"type": "OrderPlaced", "data": {PLACED}}}'
+        path = tmp_path / "latin1.jsonl"
+        path.write_bytes(good.encode() + b"\n" + '{"type": "caf\u00e9"}\n'.encode("latin-1"))
+        r = cli("publish", "--app", ORDERS, "--file", str(path))
+        assert r.exit_code == 1
+        assert r.error_line == f"error: {path} line 2: not UTF-8 text (byte 0xe9)"
+        assert "Traceback" not in r.stderr
+        assert not (tmp_path / "pubsub.db").exists()
+
+    def test_directory(self, cli: CLI, tmp_path: Path) -> None:
+        """A folder given as --file is named as a folder."""
+        r = cli("publish", "--file", str(tmp_path))
+        assert r.exit_code == 1
+        assert r.error_line == f"error: {tmp_path}: is a directory, not a JSON-lines file"
+
     def test_type_and_file_is_usage_error(self, cli: CLI) -> None:
         """TYPE with --file is a usage error."""
         assert cli("publish", "X", "--file", "a.jsonl").exit_code == 2

@@ -65,3 +65,18 @@ class TestRejected:
         with pytest.raises(TimeParseError) as info:
             parse_time(text)
         assert ACCEPTED_FORMS in str(info.value)
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "99999999999999999999d",
+            "3000000d",
+            "0001-01-01T00:00:00+05:00",
+            "9999-12-31T23:00:00-05:00",
+        ],
+    )
+    def test_out_of_range(self, text: str) -> None:
+        """A duration or date past the representable range is refused, not a crash."""
+        with pytest.raises(TimeParseError, match="out of the range of dates") as info:
+            parse_time(text, now=NOW)
+        assert ACCEPTED_FORMS in str(info.value)
