@@ -51,9 +51,8 @@ def build_bus(
         bus.include(router)
     for _, source in loaded.buses:
         bus.include(_router_of(source))
-        # The bus exposes add_middleware but no read access to its chain yet.
-        for mw in list(getattr(source, "_middleware", ())):
+        for mw in source.middleware:
             bus.add_middleware(mw)
-        for hook in list(getattr(source, "_hooks", ())):
+        for hook in source.hooks:
             bus.on_publish(hook)
     return bus
