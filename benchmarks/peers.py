@@ -63,6 +63,9 @@ class Counter:
 
 
 _KEEP: list[Any] = []
+# Coroutine functions that stop a peer's background machinery at the end of the run
+# (bubus buses keep tasks that asyncio.run would otherwise wait for at exit).
+_CLEANUP: list[Callable[[], Awaitable[Any]]] = []
 Runner = Callable[[int], Awaitable[float]]  # runs n events, returns seconds
 Case = tuple[Runner, int]  # runner and how many events it runs
 
@@ -266,6 +269,7 @@ def bubus_cases(counter: Counter) -> dict[str, Case]:
         bus = bubus.EventBus(name=name)
         for fn in handlers:
             bus.on(Tick, fn)
+        _CLEANUP.append(lambda: bus.stop(timeout=1.0, clear=True))
         return bus
 
     def distinct(i: int) -> Any:
@@ -329,6 +333,8 @@ async def run_all(events: int, repeat: int, only: list[str] | None) -> dict[str,
         table[system] = row
     for bus in buses:
         await bus.aclose()
+    for stop in _CLEANUP:
+        await stop()
     return {
         "python": sys.version.split()[0],
         "events": events,
