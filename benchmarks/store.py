@@ -10,7 +10,9 @@ directory (on the same file system as ``--dir``, default the system temp dir):
     of raw);
 (c) reading the whole log and decoding every record into an Event (``store.read`` +
     ``record.decode()``), against a sqlite3 SELECT + ``orjson.loads`` + dataclass
-    construction loop (targets: >= 100,000 events/s and >= 70% of raw).
+    construction loop (targets: >= 100,000 events/s and >= 70% of raw);
+(d) the raw part of (c): ``store.read`` alone (rows to StoredEvent, checksums verified,
+    no decoding) against iterating a sqlite3 SELECT of the same columns.
 
 Run ``python benchmarks/store.py`` (``--json`` for machine-readable output).
 """
@@ -39,7 +41,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.events import Event
-from plugins.sqlite import SQLiteEventStore, open_sqlite_store
+from plugins.sqlite import SQLiteEventStore, open_sqlite_store, records
 from plugins.sqlite.schema import MIGRATIONS
 
 
@@ -142,6 +144,17 @@ def raw_read(path: Path) -> tuple[float, int]:
     return elapsed, n
 
 
+def raw_select(path: Path) -> tuple[float, int]:
+    conn = sqlite3.connect(path)
+    start = time.perf_counter()
+    n = 0
+    for _ in conn.execute(f"SELECT {records.EVENT_COLUMNS} FROM events ORDER BY seq"):
+        n += 1
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed, n
+
+
 # -- the store ------------------------------------------------------------------------
 
 
@@ -176,6 +189,15 @@ async def store_read(path: Path) -> tuple[float, int]:
         n = 0
         async for record in store.read():
             record.decode()
+            n += 1
+        return time.perf_counter() - start, n
+
+
+async def store_read_records(path: Path) -> tuple[float, int]:
+    async with await open_sqlite_store(f"sqlite:///{path}") as store:
+        start = time.perf_counter()
+        n = 0
+        async for _ in store.read():
             n += 1
         return time.perf_counter() - start, n
 
@@ -240,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             elapsed, _ = asyncio.run(store_concurrent(Path(d) / "s.db", events, publishers))
         scaling[publishers] = len(events) / elapsed
 
-    c_store_times, c_raw_times = [], []
+    c_store_times, c_raw_times, d_store_times, d_raw_times = [], [], [], []
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         path = Path(d) / "read.db"
         asyncio.run(fill_store(path, read_events))
@@ -252,7 +274,14 @@ def main(argv: list[str] | None = None) -> int:
             elapsed, n = raw_read(path)
             assert n == args.read
             c_raw_times.append(elapsed)
+            elapsed, n = asyncio.run(store_read_records(path))
+            assert n == args.read
+            d_store_times.append(elapsed)
+            elapsed, n = raw_select(path)
+            assert n == args.read
+            d_raw_times.append(elapsed)
     c_store, c_raw = statistics.median(c_store_times), statistics.median(c_raw_times)
+    d_store, d_raw = statistics.median(d_store_times), statistics.median(d_raw_times)
 
     n_a, n_b, n_c = args.sequential, args.concurrent, args.read
     result = {
@@ -287,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
             "target": ">= 100,000 events/s and >= 70% of raw",
             "ok": n_c / c_store >= 100_000 and c_raw / c_store >= 0.70,
         },
+        "d_read_records": {
+            "events": n_c,
+            "store_events_per_s": n_c / d_store,
+            "raw_select_events_per_s": n_c / d_raw,
+            "share_of_raw": d_raw / d_store,
+        },
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -314,6 +349,11 @@ def main(argv: list[str] | None = None) -> int:
         f"(c) read + decode, {n_c} events: store {c['store_events_per_s']:,.0f} ev/s, "
         f"raw {c['raw_events_per_s']:,.0f} ev/s, {c['share_of_raw']:.0%} of raw "
         f"(targets >= 100,000 ev/s, >= 70%) {'OK' if c['ok'] else 'MISSED'}"
+    )
+    d = result["d_read_records"]
+    print(
+        f"(d) read records only, {n_c} events: store {d['store_events_per_s']:,.0f} ev/s, "
+        f"raw SELECT {d['raw_select_events_per_s']:,.0f} ev/s, {d['share_of_raw']:.0%} of raw"
     )
     return 0
 

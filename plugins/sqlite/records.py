@@ -9,12 +9,13 @@ read: a mismatch is a ``ChecksumMismatchError`` for that record only.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 import orjson
 
@@ -85,30 +86,106 @@ def event_row(event: Event) -> Row:
     )
 
 
+def _slot_setters(cls: type, names: Sequence[str]) -> tuple[Callable[[Any, Any], None], ...]:
+    """The slot descriptors' setters of ``names`` on a slotted class (frozen or not)."""
+    return tuple(vars(cls)[name].__set__ for name in names)
+
+
+def _fast_makers() -> tuple[Callable[[bytes], UUID], Callable[..., StoredEvent]] | None:
+    """A UUID from 16 bytes and a StoredEvent from its fields, filling their slots
+    directly: ``UUID(bytes=...)`` and a frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` per field) are most of the cost of a read. Both objects are
+    exactly what the constructors make; if this Python lays them out otherwise (checked
+    here, once), the constructors are used."""
+    fields = [f.name for f in dataclasses.fields(StoredEvent)]
+    if getattr(StoredEvent, "__slots__", None) != tuple(fields):
+        return None
+    if not {"int", "is_safe"} <= set(getattr(UUID, "__slots__", ())):
+        return None
+    new = object.__new__
+    set_int, set_safe = _slot_setters(UUID, ("int", "is_safe"))
+    unknown = SafeUUID.unknown
+    from_bytes = int.from_bytes
+
+    def make_uuid(raw: bytes) -> UUID:
+        if len(raw) != 16:
+            return UUID(bytes=raw)  # raises the constructor's ValueError
+        u = new(UUID)
+        set_int(u, from_bytes(raw))
+        set_safe(u, unknown)
+        return u
+
+    setters = _slot_setters(StoredEvent, fields)
+    s_seq, s_eid, s_type, s_version, s_created, s_appended, s_payload, s_corr, s_caus = setters
+
+    def make_record(
+        seq: int,
+        eid: UUID,
+        type_name: str,
+        version: int,
+        created: datetime,
+        appended: datetime,
+        payload: bytes,
+        corr: UUID | None,
+        caus: UUID | None,
+    ) -> StoredEvent:
+        r = new(StoredEvent)
+        s_seq(r, seq)
+        s_eid(r, eid)
+        s_type(r, type_name)
+        s_version(r, version)
+        s_created(r, created)
+        s_appended(r, appended)
+        s_payload(r, payload)
+        s_corr(r, corr)
+        s_caus(r, caus)
+        return r
+
+    raw = bytes(range(16))
+    now = datetime.now(UTC)
+    probe = (7, make_uuid(raw), "t", 1, now, now, b"{}", None, make_uuid(raw))
+    expected = (7, UUID(bytes=raw), "t", 1, now, now, b"{}", None, UUID(bytes=raw))
+    if make_record(*probe) != StoredEvent(*expected) or hash(probe[1]) != hash(expected[1]):
+        return None
+    return make_uuid, make_record
+
+
+def _plain_uuid(raw: bytes) -> UUID:
+    return UUID(bytes=raw)
+
+
+_uuid_of, _record = _fast_makers() or (_plain_uuid, StoredEvent)
+
+
 def to_records(
     rows: list[tuple[Any, ...]],
 ) -> tuple[list[StoredEvent], ChecksumMismatchError | None]:
     """Rows to records, stopping at the first payload whose checksum does not match."""
     out: list[StoredEvent] = []
+    append = out.append
     crc32 = zlib.crc32
     fromiso = datetime.fromisoformat
+    uuid_of, record = _uuid_of, _record
     last_micros, last_at = -1, _EPOCH  # one transaction's records share appended_at
+    last_created, last_created_at = "", _EPOCH  # so do a batch's publish times, often
     for seq, eid, type_name, version, created, appended, payload, checksum, corr, caus in rows:
         if crc32(payload) != checksum:
             return out, ChecksumMismatchError(seq, type_name)
         if appended != last_micros:
             last_micros, last_at = appended, _EPOCH + timedelta(microseconds=appended)
-        out.append(
-            StoredEvent(
+        if created != last_created:
+            last_created, last_created_at = created, fromiso(created)
+        append(
+            record(
                 seq,
-                UUID(bytes=eid),
+                uuid_of(eid),
                 type_name,
                 version,
-                fromiso(created),
+                last_created_at,
                 last_at,
                 payload,
-                None if corr is None else UUID(bytes=corr),
-                None if caus is None else UUID(bytes=caus),
+                None if corr is None else uuid_of(corr),
+                None if caus is None else uuid_of(caus),
             )
         )
     return out, None

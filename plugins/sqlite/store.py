@@ -31,6 +31,7 @@ from uuid import UUID
 import orjson
 
 from core.errors import (
+    ChecksumMismatchError,
     DeadLetterNotFoundError,
     StoreUnavailableError,
 )
@@ -326,18 +327,31 @@ class SQLiteEventStore:
         after = max(from_seq, 1) - 1
         remaining = limit
         size = max(batch_size, 1)
-        while remaining is None or remaining > 0:
-            n = size if remaining is None else min(size, remaining)
-            batch, error = await self._reader.run(records.fetch_records, sql, (after, *params, n))
-            for record in batch:
-                yield record
-            if error is not None:
-                raise error
-            if len(batch) < n:
-                return
-            after = batch[-1].seq
-            if remaining is not None:
-                remaining -= n
+        fetch = self._reader.run
+        ahead: asyncio.Future[tuple[list[StoredEvent], ChecksumMismatchError | None]] | None
+        n = size if remaining is None else min(size, remaining)
+        ahead = asyncio.ensure_future(fetch(records.fetch_records, sql, (after, *params, n)))
+        try:
+            while ahead is not None:
+                batch, error = await ahead
+                ahead = None
+                if remaining is not None:
+                    remaining -= n
+                if error is None and len(batch) == n and (remaining is None or remaining > 0):
+                    # The next batch is read while this one is consumed.
+                    after = batch[-1].seq
+                    n = size if remaining is None else min(size, remaining)
+                    ahead = asyncio.ensure_future(
+                        fetch(records.fetch_records, sql, (after, *params, n))
+                    )
+                for record in batch:
+                    yield record
+                if error is not None:
+                    raise error
+        finally:
+            if ahead is not None:  # the consumer stopped early: nobody will await it
+                ahead.cancel()
+                ahead.add_done_callback(_forget)
 
     async def _one(self, where: str, params: Sequence[Any]) -> StoredEvent | None:
         sql = f"SELECT {records.EVENT_COLUMNS} FROM events WHERE {where}"
@@ -553,6 +567,12 @@ class SQLiteEventStore:
     async def load_snapshot(self, snapshot_id: int) -> Snapshot | None:
         found = await self._snapshots("id = ?", (snapshot_id,), "")
         return found[0] if found else None
+
+
+def _forget(future: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a read nobody waits for any more (no warning)."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def open_sqlite_store(

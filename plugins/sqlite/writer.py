@@ -15,10 +15,10 @@ transaction) is answered with its original sequence number and ``duplicate=True`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from uuid import UUID
 
@@ -42,23 +42,61 @@ _BY_ID = "SELECT seq FROM events WHERE event_id = ?"
 _Done = tuple[list[list[AppendResult]], int]  # each request's results, events appended
 
 
-@dataclass(slots=True)
-class _Request:
-    """One caller's rows, the ids to report, and the future it waits on."""
+def _result_maker() -> Callable[[int, UUID], AppendResult]:
+    """``AppendResult(seq, event_id)`` without its frozen ``__init__`` (one
+    ``object.__setattr__`` per field, the writer thread's largest per-event cost after
+    the insert itself); the constructor if the slots are not as expected."""
+    names = tuple(f.name for f in dataclasses.fields(AppendResult))
+    if names != ("seq", "event_id", "duplicate") or AppendResult.__slots__ != names:
+        return AppendResult
+    set_seq, set_id, set_dup = (vars(AppendResult)[n].__set__ for n in names)
+    new = object.__new__
 
-    rows: Sequence[Row]
-    ids: Sequence[UUID]
-    future: asyncio.Future[list[AppendResult]]
+    def make(seq: int, event_id: UUID) -> AppendResult:
+        r = new(AppendResult)
+        set_seq(r, seq)
+        set_id(r, event_id)
+        set_dup(r, False)
+        return r
+
+    return make
+
+
+_new_result = _result_maker()
+
+
+def _last(conn: sqlite3.Connection) -> tuple[int, int]:
+    last = conn.execute(_LAST).fetchone()
+    seq, last_at = (0, 0) if last is None else last
+    return seq, max(time.time_ns() // 1000, last_at)
+
+
+def _append_all(
+    conn: sqlite3.Connection, requests: Sequence[tuple[Sequence[Row], Sequence[UUID]]]
+) -> _Done:
+    """The common case: every event is new, so sequence numbers run on from the last."""
+    seq, now = _last(conn)
+    first = seq + 1
+    inserts = [(seq + i, now, *row) for i, row in enumerate(_rows(requests), 1)]
+    conn.executemany(_INSERT, inserts)
+    make = _new_result
+    out = []
+    for rows, ids in requests:
+        out.append([make(s, i) for s, i in zip(range(first, first + len(rows)), ids, strict=True)])
+        first += len(rows)
+    return out, len(inserts)
+
+
+def _rows(requests: Sequence[tuple[Sequence[Row], Sequence[UUID]]]) -> Iterator[Row]:
+    for rows, _ in requests:
+        yield from rows
 
 
 def _assign(
-    conn: sqlite3.Connection,
-    requests: Sequence[tuple[Sequence[Row], Sequence[UUID]]],
-    look_up: bool,
+    conn: sqlite3.Connection, requests: Sequence[tuple[Sequence[Row], Sequence[UUID]]]
 ) -> _Done:
-    last = conn.execute(_LAST).fetchone()
-    seq, last_at = (0, 0) if last is None else last
-    now = max(time.time_ns() // 1000, last_at)
+    """The careful case: each id is looked up, in the log and earlier in the batch."""
+    seq, now = _last(conn)
     known: dict[bytes, int] = {}
     inserts = []
     out = []
@@ -67,7 +105,7 @@ def _assign(
         for row, event_id in zip(rows, ids, strict=True):
             key = row[0]
             found = known.get(key)
-            if found is None and look_up:
+            if found is None:
                 hit = conn.execute(_BY_ID, (key,)).fetchone()
                 if hit is not None:
                     found = known[key] = hit[0]
@@ -94,11 +132,11 @@ def commit_batch(
     conn.execute("BEGIN IMMEDIATE")
     try:
         try:
-            done = _assign(conn, requests, look_up=False)
+            done = _append_all(conn, requests)
         except sqlite3.IntegrityError:
             conn.execute("ROLLBACK")
             conn.execute("BEGIN IMMEDIATE")
-            done = _assign(conn, requests, look_up=True)
+            done = _assign(conn, requests)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -122,7 +160,10 @@ class GroupCommitWriter:
         self._link = link
         self._location = location
         self._refuse = refuse  # raises when the store cannot be written (read-only, closed)
-        self._queue: list[_Request] = []
+        # What queued since the last submission: each caller's rows and ids (handed to
+        # the connection's thread as they are) and, in the same order, its future.
+        self._queue: list[tuple[Sequence[Row], Sequence[UUID]]] = []
+        self._waiters: list[asyncio.Future[list[AppendResult]]] = []
         self._inflight: asyncio.Future[_Done] | None = None
         self._scheduled = False  # a _submit is due on the event loop
         self.transactions = 0  # group commits done
@@ -134,7 +175,8 @@ class GroupCommitWriter:
         """Queue the rows and return once the transaction holding them is committed."""
         self._refuse()
         future: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Request(rows, ids, future))
+        self._queue.append((rows, ids))
+        self._waiters.append(future)
         if self._inflight is None and not self._scheduled:
             # Not at once: let the tasks that are already runnable (typically the callers
             # the last commit woke up) queue their appends for this transaction too.
@@ -147,17 +189,23 @@ class GroupCommitWriter:
         if self._inflight is not None or not self._queue:
             return
         batch, self._queue = self._queue, []
+        waiters, self._waiters = self._waiters, []
         try:
-            inflight = self._link.submit(commit_batch, [(r.rows, r.ids) for r in batch])
+            inflight = self._link.submit(commit_batch, batch)
         except Exception as exc:
-            for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(exc)
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(exc)
             return
         self._inflight = inflight
-        inflight.add_done_callback(partial(self._committed, batch))
+        inflight.add_done_callback(partial(self._committed, batch, waiters))
 
-    def _committed(self, batch: list[_Request], inflight: asyncio.Future[_Done]) -> None:
+    def _committed(
+        self,
+        batch: list[tuple[Sequence[Row], Sequence[UUID]]],
+        waiters: list[asyncio.Future[list[AppendResult]]],
+        inflight: asyncio.Future[_Done],
+    ) -> None:
         self._inflight = None
         try:
             done = inflight.result()
@@ -165,16 +213,16 @@ class GroupCommitWriter:
             error: BaseException = exc
             if isinstance(exc, sqlite3.Error | ValueError):
                 error = store_error(self._location, exc)
-            for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(error)
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(error)
         else:
             self.transactions += 1
             results, size = done
-            self.duplicates += sum(len(r.rows) for r in batch) - size
-            for request, result in zip(batch, results, strict=True):
-                if not request.future.done():  # the caller may have been cancelled
-                    request.future.set_result(result)
+            self.duplicates += sum(len(rows) for rows, _ in batch) - size
+            for future, result in zip(waiters, results, strict=True):
+                if not future.done():  # the caller may have been cancelled
+                    future.set_result(result)
             self.events += size
             self.largest = max(self.largest, size)
         if self._queue:
