@@ -257,7 +257,7 @@ class Runner:
 class Route:
     """The runners that match one concrete event type, with their recorders."""
 
-    __slots__ = ("all_plain", "names", "plain", "published", "runners", "single")
+    __slots__ = ("all_plain", "every_plain", "names", "plain", "published", "runners", "single")
 
     def __init__(
         self,
@@ -269,7 +269,8 @@ class Route:
         # The single runner when it can be awaited directly by publish (no policy).
         self.plain = self.single if self.single is not None and self.single[0].plain else None
         # Several handlers, none with a policy: publish runs them with run_plain_route.
-        self.all_plain = len(runners) > 1 and all(runner.plain for runner, _ in runners)
+        self.every_plain = all(runner.plain for runner, _ in runners)
+        self.all_plain = len(runners) > 1 and self.every_plain
         self.names = tuple(runner.name for runner, _ in runners)
         self.published = published
 
