@@ -462,9 +462,7 @@ class EventBus:
                         runner.fn(event)
                     duration = perf_counter() - t0
                 except Exception as exc:
-                    failure = runner.give_up(
-                        rec, exc, OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED, 1, t0, None
-                    )
+                    failure = runner.failed_once(rec, exc, t0)
                     return await self._finish_unlogged(event, [failure], raise_on_error)
                 finally:
                     _dispatch.reset(token)

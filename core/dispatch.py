@@ -172,13 +172,19 @@ class Runner:
                 else:
                     self.fn(event)
             except Exception as exc:
-                return self.give_up(
-                    rec, exc, OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED, 1, t0, None
-                )
-            duration = perf_counter() - t0
-            rec.succeeded(duration)
-            return HandlerOutcome(self.name, _OK, 1, duration)
+                return self.failed_once(rec, exc, t0)
+            return self.succeeded_once(rec, t0)
         return await self._run_with_policy(event, rec)
+
+    def succeeded_once(self, rec: HandlerRecorder, t0: float) -> HandlerOutcome:
+        """Record and return the success of a plain handler's single attempt."""
+        duration = perf_counter() - t0
+        rec.succeeded(duration)
+        return HandlerOutcome(self.name, _OK, 1, duration)
+
+    def failed_once(self, rec: HandlerRecorder, exc: Exception, t0: float) -> Failure:
+        """Record and return the failure of a plain handler's single attempt."""
+        return self.give_up(rec, exc, OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED, 1, t0, None)
 
     async def _run_with_policy(self, event: Event, rec: HandlerRecorder) -> HandlerOutcome:
         retry = self.policy.retry
@@ -328,12 +334,8 @@ async def _finish_plain(
     try:
         await _Resume(coro, yielded)
     except Exception as exc:
-        return runner.give_up(
-            rec, exc, OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED, 1, t0, None
-        )
-    duration = perf_counter() - t0
-    rec.succeeded(duration)
-    return HandlerOutcome(runner.name, _OK, 1, duration)
+        return runner.failed_once(rec, exc, t0)
+    return runner.succeeded_once(rec, t0)
 
 
 async def run_plain_route(
@@ -362,9 +364,7 @@ async def run_plain_route(
         except StopIteration:
             coro = None
         except Exception as exc:
-            outcome = runner.give_up(
-                rec, exc, OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED, 1, t, None
-            )
+            outcome = runner.failed_once(rec, exc, t)
         if outcome is None and coro is None:  # finished without suspending or failing
             now = perf_counter()
             duration = now - t
