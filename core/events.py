@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import os
+import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from .errors import EventDecodeError, EventDefinitionError, UnknownEventTypeError
 
@@ -70,6 +73,29 @@ def current_dispatch() -> DispatchContext | None:
     if ctx is None or isinstance(ctx, DispatchContext):
         return ctx
     return DispatchContext(ctx)
+
+
+def new_event_id() -> UUID:
+    """A new event id: a version-7 UUID (RFC 9562), 48 bits of Unix milliseconds then 74
+    random bits. Ids made later sort later, so a store's unique index on them grows at
+    its right edge instead of touching a random page per insert; with random (version
+    4) ids that index dominated the cost of a durable commit. The random bits keep ids
+    unique across processes."""
+    value = (time.time_ns() // 1_000_000) << 80 | _id_bits(80)
+    return UUID(int=value & _V7_CLEAR | _V7_SET)
+
+
+# Ids need uniqueness, not secrecy: a private generator seeded from the OS (not the
+# global one, which tests may seed) is several times cheaper than os.urandom per id.
+# A forked child draws a fresh seed, so parent and child never share a sequence.
+_id_random = random.Random()
+_id_bits = _id_random.getrandbits
+os.register_at_fork(after_in_child=_id_random.seed)
+
+
+# Version 7 in bits 76-79, the RFC 4122 variant (0b10) in bits 62-63.
+_V7_CLEAR = ~(0xF << 76 | 0x3 << 62) & ((1 << 128) - 1)
+_V7_SET = 0x7 << 76 | 0x2 << 62
 
 
 def _utcnow() -> datetime:
@@ -192,7 +218,7 @@ class Event:
     event_type: ClassVar[str] = "Event"
     event_version: ClassVar[int] = 1
 
-    id: UUID = field(default_factory=uuid4, kw_only=True)
+    id: UUID = field(default_factory=new_event_id, kw_only=True)
     created_at: datetime = field(default_factory=_utcnow, kw_only=True)
     causation_id: UUID | None = field(default_factory=_causation, kw_only=True)
     correlation_id: UUID | None = field(default_factory=_correlation, kw_only=True)
