@@ -2,8 +2,13 @@
 
 Encoding lets orjson walk the dataclass natively (it handles datetimes, UUIDs, enums,
 tuples and nested dataclasses in C) and only checks what orjson would silently change:
-a float field holding NaN or infinity would be written as ``null``. Fields whose type
-cannot hold a float are never walked, so most events pay nothing for the check.
+a float field holding NaN or infinity would be written as ``null``, and a datetime whose
+UTC offset has seconds or microseconds would have its offset rounded to the minute. The
+first is refused; the second is written faithfully (such an event is encoded with every
+date and time through ``isoformat``). Fields whose type cannot hold a float or a datetime
+are never looked at, and a field annotated exactly ``float`` or ``datetime`` is checked in
+place, so most events pay little for the checks. What orjson refuses (integers beyond 64
+bits, strings with unpaired surrogates) is searched for after it fails, to name the field.
 
 Decoding is driven by each class's type hints, compiled once into a plan of per-field
 converters. Every mismatch is an ``EventDecodeError`` naming the type and the field
@@ -18,7 +23,7 @@ import math
 import types
 import typing
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar, get_args, get_origin
 from uuid import UUID
@@ -103,7 +108,18 @@ def _parse_with(kind: type, parse: Callable[[str], Any]) -> Converter:
     return conv
 
 
-_conv_datetime = _parse_with(datetime, datetime.fromisoformat)
+def _parse_datetime(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    # Python 3.11 reads an offset of under a second ("+00:00:00.000001") as zero.
+    if text[-7:-6] == "." and text[-16:-15] in ("+", "-") and text[-15:-7] == "00:00:00":
+        micros = int(text[-6:])
+        offset = timedelta(microseconds=-micros if text[-16] == "-" else micros)
+        if value.utcoffset() != offset:
+            value = value.replace(tzinfo=timezone(offset))
+    return value
+
+
+_conv_datetime = _parse_with(datetime, _parse_datetime)
 _conv_date = _parse_with(date, date.fromisoformat)
 _conv_time = _parse_with(time, time.fromisoformat)
 _conv_uuid = _parse_with(UUID, UUID)
@@ -227,7 +243,6 @@ class _Plan:
 
 
 _plans: dict[type, _Plan] = {}
-_float_fields: dict[type, tuple[str, ...]] = {}
 
 
 def _plan(cls: type) -> _Plan:
@@ -358,27 +373,40 @@ def _default(value: Any) -> Any:
     raise TypeError(f"type {type(value).__name__} is not supported")
 
 
-def _may_hold_float(tp: Any, seen: set[Any]) -> bool:
-    if tp is float or tp is Any or tp is object:
+def _may_hold(tp: Any, kind: type, seen: set[Any]) -> bool:
+    """Whether a field annotated ``tp`` can hold a value of ``kind`` anywhere inside."""
+    if tp is kind or tp is Any or tp is object:
         return True
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if tp in seen:
             return False
         seen.add(tp)
         hints = typing.get_type_hints(tp)
-        return any(_may_hold_float(hints[f.name], seen) for f in dataclasses.fields(tp))
-    return any(_may_hold_float(a, seen) for a in get_args(tp) if a is not Ellipsis)
+        return any(_may_hold(hints[f.name], kind, seen) for f in dataclasses.fields(tp))
+    return any(_may_hold(a, kind, seen) for a in get_args(tp) if a is not Ellipsis)
 
 
-def _float_field_names(cls: type) -> tuple[str, ...]:
-    names = _float_fields.get(cls)
-    if names is None:
+class _Checks:
+    """What encode looks at before orjson runs, per class. A field annotated exactly
+    ``float`` (or ``datetime``) is checked in place; any other field that may hold one
+    somewhere inside is searched."""
+
+    __slots__ = ("datetime_deep", "datetime_flat", "float_deep", "float_flat")
+
+    def __init__(self, cls: type) -> None:
         hints = typing.get_type_hints(cls)
-        names = tuple(
-            f.name for f in dataclasses.fields(cls) if _may_hold_float(hints[f.name], set())
+        fields = [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
+        self.float_flat = tuple(name for name, tp in fields if tp is float)
+        self.float_deep = tuple(
+            name for name, tp in fields if tp is not float and _may_hold(tp, float, set())
         )
-        _float_fields[cls] = names
-    return names
+        self.datetime_flat = tuple(name for name, tp in fields if tp is datetime)
+        self.datetime_deep = tuple(
+            name for name, tp in fields if tp is not datetime and _may_hold(tp, datetime, set())
+        )
+
+
+_checks: dict[type, _Checks] = {}
 
 
 def _find(value: Any, bad: Callable[[Any], str | None], path: list[str]) -> str | None:
@@ -410,26 +438,99 @@ def _non_finite(value: Any) -> str | None:
     return None
 
 
-def _out_of_range(value: Any) -> str | None:
-    if type(value) is int and not _INT_MIN <= value <= _INT_MAX:
-        return f"integer {value} is beyond the 64-bit range JSON readers accept"
+def _odd_offset(value: Any) -> str | None:
+    """A datetime whose UTC offset has seconds or microseconds: orjson would round the
+    offset to the minute (and so move the instant)."""
+    if isinstance(value, datetime):
+        offset = value.utcoffset()
+        if offset is not None and (offset.seconds % 60 or offset.microseconds):
+            return "offset with seconds"
     return None
+
+
+def _surrogate(text: str) -> str | None:
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"string {text!r:.60} holds an unpaired surrogate at index {exc.start}; "
+            "UTF-8 cannot carry it"
+        )
+    return None
+
+
+def _not_json(value: Any) -> str | None:
+    """What orjson refuses: integers beyond 64 bits, strings (values or keys) with
+    unpaired surrogates."""
+    if type(value) is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            return f"integer {value} is beyond the 64-bit range JSON readers accept"
+        return None
+    if isinstance(value, str):
+        return _surrogate(value)
+    if isinstance(value, dict):
+        for key in value:
+            if isinstance(key, str):
+                problem = _surrogate(key)
+                if problem is not None:
+                    return f"key: {problem}"
+    return None
+
+
+def _default_exact_times(value: Any) -> Any:
+    """``_default`` for events holding a datetime orjson would round: every date, time
+    and datetime is written by ``isoformat``, which keeps the offset's seconds."""
+    if isinstance(value, date):  # datetime too
+        return value.isoformat()
+    if isinstance(value, time):
+        if value.tzinfo is not None:  # as orjson: the offset of a bare time is ambiguous
+            raise TypeError("datetime.time must not have tzinfo set")
+        return value.isoformat()
+    return _default(value)
+
+
+def _exact_times_needed(event: Event, checks: _Checks) -> bool:
+    for name in checks.datetime_flat:
+        value = getattr(event, name)
+        if type(value) is datetime and value.tzinfo is UTC:
+            continue
+        if _odd_offset(value) is not None:
+            return True
+    return any(
+        _find(getattr(event, name), _odd_offset, []) is not None for name in checks.datetime_deep
+    )
 
 
 def encode(event: Event) -> bytes:
     """The event as orjson bytes; EventEncodeError for any value JSON would not carry
     faithfully."""
     cls = type(event)
-    for name in _float_field_names(cls):
+    checks = _checks.get(cls)
+    if checks is None:
+        checks = _checks[cls] = _Checks(cls)
+    for name in checks.float_flat:
+        value = getattr(event, name)
+        if type(value) is not float or not math.isfinite(value):
+            path = [name]
+            problem = _find(value, _non_finite, path)
+            if problem is not None:
+                raise EventEncodeError(cls.event_type, ".".join(path), problem)
+    for name in checks.float_deep:
         path = [name]
         problem = _find(getattr(event, name), _non_finite, path)
         if problem is not None:
             raise EventEncodeError(cls.event_type, ".".join(path), problem)
     try:
+        if _exact_times_needed(event, checks):
+            return orjson.dumps(
+                event, default=_default_exact_times, option=orjson.OPT_PASSTHROUGH_DATETIME
+            )
         return orjson.dumps(event, default=_default)
     except orjson.JSONEncodeError as exc:
         path = []
-        problem = _find(event, _out_of_range, path)
+        problem = _find(event, _not_json, path)
         if problem is None:
             problem = str(exc)
             path = []
