@@ -672,9 +672,10 @@ def _exact_times_needed(event: Event, checks: _Checks) -> bool:
             continue
         if _odd_offset(value) is not None:
             return True
-    return any(
-        _find(getattr(event, name), _odd_offset, []) is not None for name in checks.datetime_deep
-    )
+    for name in checks.datetime_deep:
+        if _find(getattr(event, name), _odd_offset, []) is not None:
+            return True
+    return False
 
 
 def encode(event: Event) -> bytes:
