@@ -141,19 +141,13 @@ class EventRegistry:
         name = cls.event_type
         with self._lock:
             known = self._by_name.get(name)
-            if (
-                known is not None
-                and known is not cls
-                and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__)
-            ):
+            if known is not None and not _same_definition(known, cls):
                 raise EventDefinitionError(
                     f"{cls.__module__}.{cls.__qualname__}",
                     f"type name {name!r} is already used by "
                     f"{known.__module__}.{known.__qualname__}; "
                     "give one of them its own name with class X(Event, type_name='...')",
                 )
-            # The same module and qualified name again is a re-definition (a slots
-            # dataclass is re-created by its decorator, a module may be re-imported).
             self._by_name[name] = cls
 
     def resolve(self, type_name: str) -> type[Event]:
@@ -201,6 +195,27 @@ class EventRegistry:
             payload = step(payload)
             version += 1
         return payload
+
+
+def _same_definition(known: type[Event], cls: type[Event]) -> bool:
+    """Whether ``cls`` replaces ``known`` rather than competing with it for a name."""
+    if known is cls:
+        return True
+    # The same module and qualified name again is a re-definition: a module re-imported,
+    # a function defining its local class once per call.
+    if (known.__module__, known.__qualname__) == (cls.__module__, cls.__qualname__):
+        return True
+    # @dataclass(slots=True) re-creates the class from a copy of the original's
+    # namespace and registers the copy before restoring its __qualname__ (so a class
+    # defined in a function is seen as "Local", not "f.<locals>.Local"). The copy shares
+    # the original's dataclass field table, which no separately defined class can.
+    fields = known.__dict__.get("__dataclass_fields__")
+    return (
+        fields is not None
+        and cls.__dict__.get("__dataclass_fields__") is fields
+        and known.__module__ == cls.__module__
+        and known.__name__ == cls.__name__
+    )
 
 
 default_registry = EventRegistry()

@@ -28,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from .codec import decode
+from .errors import EventDecodeError, EventError
 from .events import Event, EventRegistry, default_registry
 
 __all__ = [
@@ -68,13 +69,18 @@ class StoredEvent:
     causation_id: UUID | None = None
 
     def decode(self, registry: EventRegistry = default_registry) -> Event:
-        """The event object; UnknownEventTypeError / EventDecodeError name this seq."""
-        from .errors import EventDecodeError
-
+        """The event object. An error decoding it (EventDecodeError, UnknownEventTypeError,
+        EventDefinitionError for a class the codec cannot read) carries this record's
+        ``seq`` and names it in its message."""
         try:
             return decode(self.type_name, self.payload, version=self.version, registry=registry)
         except EventDecodeError as exc:
             raise EventDecodeError(exc.type_name, exc.field, exc.problem, seq=self.seq) from None
+        except EventError as exc:
+            # These errors take no seq argument (yet): attach it to the one just raised.
+            exc.seq = self.seq  # type: ignore[attr-defined]
+            exc.args = (f"seq {self.seq}: {exc}", *exc.args[1:])
+            raise
 
 
 class DeadLetterReason(enum.StrEnum):

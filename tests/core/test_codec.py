@@ -79,6 +79,11 @@ class Simple(Event, type_name="tests.core.codec.Simple"):
 
 
 @dataclass(frozen=True, slots=True)
+class Loose(Event, type_name="tests.core.codec.Loose"):
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
 class Upgraded(Event, type_name="tests.core.codec.Upgraded", version=2):
     name: str
 
@@ -88,8 +93,12 @@ class Upgraded(Event, type_name="tests.core.codec.Upgraded", version=2):
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 finite = st.floats(allow_nan=False, allow_infinity=False)
 int64 = st.integers(INT_MIN, INT_MAX)
-# Whole-minute UTC offsets: orjson writes offsets to the minute (see the report).
-offsets = st.integers(-1439, 1439).map(lambda m: timezone(timedelta(minutes=m)))
+# Any offset a timezone accepts, seconds and microseconds included (orjson alone would
+# round those to the minute; the codec writes such datetimes with isoformat).
+offsets = st.timedeltas(
+    min_value=timedelta(hours=-24) + timedelta(microseconds=1),
+    max_value=timedelta(hours=24) - timedelta(microseconds=1),
+).map(timezone)
 aware = st.datetimes(timezones=st.one_of(st.just(UTC), offsets))
 
 lines = st.builds(Line, texts, int64, finite, st.lists(texts, max_size=3).map(tuple))
@@ -149,7 +158,11 @@ class TestRoundTrip:
         data = event.to_dict()
         assert orjson.loads(orjson.dumps(data)) == data
         assert Rich.from_dict(data) == event
-        assert Rich.from_bytes(event.to_bytes()) == event
+        back = Rich.from_bytes(event.to_bytes())
+        assert back == event
+        # == compares instants: the offsets must come back too
+        assert back.when.utcoffset() == event.when.utcoffset()
+        assert back.created_at.utcoffset() == event.created_at.utcoffset()
         assert decode(Rich.event_type, event.to_bytes()) == event
 
     def test_types_are_restored_not_just_equal(self) -> None:
@@ -166,6 +179,51 @@ class TestRoundTrip:
         assert str(back.amount) == "12.30"
         assert back.id == event.id
         assert back.created_at == event.created_at
+
+    @pytest.mark.parametrize(
+        "offset",
+        [
+            pytest.param(timedelta(hours=1, seconds=30), id="seconds"),
+            pytest.param(timedelta(hours=-3, minutes=-20, seconds=-7), id="negative-seconds"),
+            pytest.param(timedelta(seconds=-30), id="under-a-minute-west"),
+            pytest.param(timedelta(minutes=5, microseconds=250), id="microseconds"),
+            pytest.param(timedelta(microseconds=1), id="under-a-second-east"),
+            pytest.param(timedelta(microseconds=-999_999), id="under-a-second-west"),
+        ],
+    )
+    def test_offsets_with_seconds_round_trip(self, offset: timedelta) -> None:
+        """A UTC offset with seconds or microseconds is kept, not rounded to the minute."""
+        zone = timezone(offset)
+        event = replace(
+            sample(),
+            when=datetime(2026, 3, 4, 5, 6, 7, 89, tzinfo=zone),
+            created_at=datetime(2026, 3, 4, 5, 6, 7, tzinfo=zone),
+        )
+        for back in (Rich.from_bytes(event.to_bytes()), Rich.from_dict(event.to_dict())):
+            assert back == event
+            assert back.when.utcoffset() == offset
+            assert back.created_at.utcoffset() == offset
+
+    def test_an_odd_offset_nested_in_a_container_round_trips(self) -> None:
+        """An odd offset deep inside a field typed Any is found and kept too."""
+        when = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone(timedelta(seconds=45)))
+        event = Loose(payload={"at": [when]})
+        data = orjson.loads(event.to_bytes())
+        assert data["payload"] == {"at": [when.isoformat()]}
+        assert datetime.fromisoformat(data["payload"]["at"][0]) == when
+
+    def test_odd_offsets_leave_the_other_values_as_orjson_writes_them(self) -> None:
+        """With one odd offset the other dates and times are written as usual."""
+        usual_event = sample()
+        event = replace(
+            usual_event, when=datetime(2026, 3, 4, tzinfo=timezone(timedelta(seconds=1)))
+        )
+        usual = orjson.loads(usual_event.to_bytes())
+        written = orjson.loads(event.to_bytes())
+        assert written["when"] == "2026-03-04T00:00:00+00:00:01"
+        assert {k: v for k, v in written.items() if k != "when"} == {
+            k: v for k, v in usual.items() if k != "when"
+        }
 
     @pytest.mark.parametrize(
         "big",
@@ -286,6 +344,38 @@ class TestEncodeErrors:
             assert info.value.field == path
             assert info.value.type_name == Rich.event_type
             assert repr(path) in str(info.value)
+
+    @pytest.mark.parametrize(
+        ("change", "path"),
+        [
+            pytest.param({"pair": (1, "a\ud800b")}, "pair.1", id="lone-high-surrogate"),
+            pytest.param({"lines": [Line("\udfff", 1, 1.0)]}, "lines.0.sku", id="nested"),
+            pytest.param({"counts": {"k\udc80": 1}}, "counts", id="dict-key"),
+            pytest.param({"address": Address("x", "\ud83d")}, "address.postcode", id="optional"),
+        ],
+    )
+    def test_unpaired_surrogates_are_refused_naming_the_field(
+        self, change: dict[str, Any], path: str
+    ) -> None:
+        """A string UTF-8 cannot carry raises EventEncodeError naming the field, never
+        orjson's bare error and never a silently changed string."""
+        event = replace(sample(), **change)
+        for encoder in (encode, to_dict):
+            with pytest.raises(EventEncodeError, match="surrogate") as info:
+                encoder(event)
+            assert info.value.field == path
+            assert info.value.type_name == Rich.event_type
+
+    def test_surrogate_in_a_plain_str_field(self) -> None:
+        """A top-level str field with a surrogate is named by its own name."""
+        with pytest.raises(EventEncodeError, match="surrogate") as info:
+            Simple("o\ud800").to_bytes()
+        assert info.value.field == "order_id"
+
+    def test_paired_surrogates_are_ordinary_text(self) -> None:
+        """Characters outside the BMP (written as surrogate pairs in JSON) round-trip."""
+        event = Simple("emoji \U0001f600")
+        assert Simple.from_bytes(event.to_bytes()) == event
 
     async def test_publish_with_a_store_refuses_and_appends_nothing(self) -> None:
         """Publishing an unencodable event to a durable bus raises and stores nothing."""

@@ -95,6 +95,79 @@ class TestTypeNames:
             class Other(Event, type_name="tests.core.events.Placed"):
                 x: int
 
+    def test_a_class_defined_in_a_function_registers(self) -> None:
+        """A slots event class local to a function registers under its qualified name
+        (the decorator's re-created class replaces its original) and round-trips."""
+
+        @dataclass(frozen=True, slots=True)
+        class Local(Event):
+            n: int
+            label: str = ""
+
+        assert Local.event_type.endswith("<locals>.Local")
+        assert default_registry.resolve(Local.event_type) is Local
+        assert "__slots__" in Local.__dict__
+        event = Local(3, "x")
+        assert Local.from_bytes(event.to_bytes()) == event
+
+    def test_a_local_class_with_its_own_type_name_registers(self) -> None:
+        """The same holds with an explicit type name and a version."""
+
+        @dataclass(frozen=True, slots=True)
+        class Named(Event, type_name="tests.core.events.LocalNamed", version=2):
+            n: int
+
+        assert (Named.event_type, Named.event_version) == ("tests.core.events.LocalNamed", 2)
+        assert default_registry.resolve("tests.core.events.LocalNamed") is Named
+
+    def test_a_local_class_can_be_defined_again(self) -> None:
+        """Each call of the defining function re-defines the class; the newest wins."""
+
+        def define() -> type[Event]:
+            @dataclass(frozen=True, slots=True)
+            class Again(Event, type_name="tests.core.events.LocalAgain"):
+                n: int
+
+            return Again
+
+        first, second = define(), define()
+        assert first is not second
+        assert default_registry.resolve("tests.core.events.LocalAgain") is second
+
+    def test_local_classes_of_two_functions_may_not_share_a_name(self) -> None:
+        """Two different local classes claiming one type name are still refused."""
+
+        def one() -> type[Event]:
+            @dataclass(frozen=True, slots=True)
+            class Shared(Event, type_name="tests.core.events.LocalShared"):
+                n: int
+
+            return Shared
+
+        def two() -> type[Event]:
+            @dataclass(frozen=True, slots=True)
+            class Shared(Event, type_name="tests.core.events.LocalShared"):
+                n: int
+
+            return Shared
+
+        kept = one()
+        with pytest.raises(EventDefinitionError, match=r"one\.<locals>\.Shared"):
+            two()
+        assert default_registry.resolve("tests.core.events.LocalShared") is kept
+
+    def test_a_local_class_may_not_take_a_module_level_name(self) -> None:
+        """A local slots class cannot take the name of a class defined elsewhere, with
+        the same class name or not."""
+        original = default_registry.resolve("tests.core.events.Placed")
+        with pytest.raises(EventDefinitionError, match=r"tests\.core\.events\.Placed"):
+
+            @dataclass(frozen=True, slots=True)
+            class Placed(Event, type_name="tests.core.events.Placed"):
+                order_id: str
+
+        assert default_registry.resolve("tests.core.events.Placed") is original
+
     @pytest.mark.parametrize(
         "kwargs",
         [
