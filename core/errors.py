@@ -45,22 +45,28 @@ class EventDefinitionError(EventError):
     """Raised when an Event subclass cannot be registered (a clashing type name, a field
     type the codec cannot carry). Problems with one payload are EventDecodeError."""
 
-    def __init__(self, cls_name: str, problem: str) -> None:
+    def __init__(self, cls_name: str, problem: str, *, seq: int | None = None) -> None:
         self.cls_name = cls_name
         self.problem = problem
-        super().__init__(f"event class {cls_name!r}: {problem}")
+        self.seq = seq
+        at = f"seq {seq}: " if seq is not None else ""
+        super().__init__(f"{at}event class {cls_name!r}: {problem}")
 
 
 class UnknownEventTypeError(EventError):
     """Raised when a type name has no registered class. Import the module that defines
     it (``--app TARGET`` on the command line)."""
 
-    def __init__(self, type_name: str, known: Sequence[str] = ()) -> None:
+    def __init__(
+        self, type_name: str, known: Sequence[str] = (), *, seq: int | None = None
+    ) -> None:
         self.type_name = type_name
         self.known = tuple(known)
+        self.seq = seq
         hint = f"; known types: {', '.join(sorted(self.known)[:10])}" if self.known else ""
+        at = f" (seq {seq})" if seq is not None else ""
         super().__init__(
-            f"unknown event type {type_name!r}: import the module that defines it{hint}"
+            f"unknown event type {type_name!r}{at}: import the module that defines it{hint}"
         )
 
 

@@ -192,7 +192,14 @@ class EventRegistry:
                     f"stored version {version} is older than {target} and no upcaster "
                     f"from {version} is registered",
                 )
-            payload = step(payload)
+            try:
+                payload = step(payload)
+            except Exception as exc:  # a broken upcaster is this payload's decode error
+                raise EventDecodeError(
+                    type_name,
+                    None,
+                    f"upcaster from version {version} raised {type(exc).__name__}: {exc}",
+                ) from exc
             version += 1
         return payload
 

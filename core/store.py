@@ -28,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from .codec import decode
-from .errors import EventDecodeError, EventError
+from .errors import EventDecodeError, EventDefinitionError, UnknownEventTypeError
 from .events import Event, EventRegistry, default_registry
 
 __all__ = [
@@ -76,11 +76,10 @@ class StoredEvent:
             return decode(self.type_name, self.payload, version=self.version, registry=registry)
         except EventDecodeError as exc:
             raise EventDecodeError(exc.type_name, exc.field, exc.problem, seq=self.seq) from None
-        except EventError as exc:
-            # These errors take no seq argument (yet): attach it to the one just raised.
-            exc.seq = self.seq  # type: ignore[attr-defined]
-            exc.args = (f"seq {self.seq}: {exc}", *exc.args[1:])
-            raise
+        except UnknownEventTypeError as exc:
+            raise UnknownEventTypeError(exc.type_name, exc.known, seq=self.seq) from None
+        except EventDefinitionError as exc:
+            raise EventDefinitionError(exc.cls_name, exc.problem, seq=self.seq) from None
 
 
 class DeadLetterReason(enum.StrEnum):

@@ -64,7 +64,7 @@ class TestStoredDecode:
             stored.decode(registry_of(Shipped))
         assert type(info.value) is UnknownEventTypeError
         assert info.value.type_name == "tests.core.codec_stored.Gone"
-        assert info.value.seq == 41  # type: ignore[attr-defined]
+        assert info.value.seq == 41
         assert "seq 41" in str(info.value)
         assert "tests.core.codec_stored.Gone" in str(info.value)
         assert Shipped.event_type in str(info.value)  # the known types are still listed
@@ -97,5 +97,21 @@ class TestStoredDecode:
         stored = record(12, Unreadable.event_type, b'{"value": 1}')
         with pytest.raises(EventDefinitionError) as info:
             stored.decode(registry_of(Unreadable))
-        assert info.value.seq == 12  # type: ignore[attr-defined]
+        assert info.value.seq == 12
         assert "seq 12" in str(info.value)
+
+    def test_a_raising_upcaster_is_a_decode_error_with_the_seq(self) -> None:
+        """An upcaster that raises turns into EventDecodeError naming the record and the
+        upcaster's error, so a consumer dead-letters the event instead of stopping."""
+        registry = registry_of(Shipped)
+
+        def broken(payload: dict[str, object]) -> dict[str, object]:
+            raise KeyError("weight_grams")
+
+        registry.add_upcaster(Shipped.event_type, 0, broken)
+        stored = record(5, Shipped.event_type, encode(Shipped("p", 1)), version=0)
+        with pytest.raises(
+            EventDecodeError, match="upcaster from version 0 raised KeyError"
+        ) as info:
+            stored.decode(registry)
+        assert info.value.seq == 5
