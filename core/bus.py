@@ -889,7 +889,7 @@ class EventBus:
     ) -> ReplayReport:
         """Re-dispatch stored events in order to the chosen handlers (all by default).
         Never moves a checkpoint and never appends; failures are dead-lettered with
-        ``source="replay"``."""
+        ``source="replay"``. ``progress(n)`` is called every 256 events and at the end."""
         if handlers is not None:
             unknown = sorted(set(handlers) - set(self._runners))
             if unknown:
@@ -900,6 +900,7 @@ class EventBus:
         wanted = None if handlers is None else frozenset(handlers)
         routes: dict[type, Route] = {}
         ok: dict[str, int] = {}
+        clean: dict[Route, int] = {}  # events whose every handler on that route was ok
         failed: dict[str, int] = {}
         letters: list[DeadLetter] = []
         events = decode_errors = dead = 0
@@ -928,9 +929,8 @@ class EventBus:
                     )
                 if route.runners:
                     outcomes = await self._replay_one(route, event)
-                    if outcomes is None:  # all ok: the common case, counted cheaply
-                        for name in route.names:
-                            ok[name] = ok.get(name, 0) + 1
+                    if outcomes is None:  # all ok: the common case, counted per route
+                        clean[route] = clean.get(route, 0) + 1
                         outcomes = ()
                     for o in outcomes:
                         if o.status is OutcomeStatus.OK:
@@ -947,7 +947,7 @@ class EventBus:
             if len(letters) >= 100:
                 dead += len(await self.dead_letters.add_dead_letters(letters))
                 letters = []
-            if progress is not None:
+            if progress is not None and not events & 255:  # every 256 events: cheap
                 progress(events)
             if for_seconds is not None:
                 lag = t0 + events * for_seconds - perf_counter()
@@ -955,6 +955,11 @@ class EventBus:
                     await self._clock.sleep(lag)
         if letters:
             dead += len(await self.dead_letters.add_dead_letters(letters))
+        if progress is not None and events & 255:
+            progress(events)
+        for route, n in clean.items():
+            for name in route.names:
+                ok[name] = ok.get(name, 0) + n
         duration = perf_counter() - t0
         names = self._runners if wanted is None else wanted
         per_handler = {

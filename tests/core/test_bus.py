@@ -420,6 +420,25 @@ class TestReplay:
         (letter,) = await store.list_dead_letters()
         assert (letter.source, letter.seq, letter.handler) == ("replay", 2, "picky")
 
+    @pytest.mark.parametrize("handlers", [1, 2], ids=["one-handler", "two-handlers"])
+    async def test_replay_counts_and_reports_progress(self, handlers: int) -> None:
+        """A replay of 600 events counts every handler's successes and calls progress
+        every 256 events and once at the end with the total."""
+        store = MemoryEventStore()
+        async with EventBus(store, consume=False) as producer:
+            for n in range(600):
+                await producer.publish_async(Order(n))
+        calls: list[int] = []
+        async with EventBus(store, consume=False) as replayer:
+            for i in range(handlers):
+                replayer.subscribe(Order, name=f"h{i}")(_succeed)
+            report = await replayer.replay(store.read(), progress=calls.append)
+        assert calls == [256, 512, 600]
+        assert report.events == 600
+        assert {name: t.ok for name, t in report.per_handler.items()} == {
+            f"h{i}": 600 for i in range(handlers)
+        }
+
     async def test_replay_to_an_unknown_handler_is_refused(self) -> None:
         """Naming a handler the bus does not have raises SubscriptionError."""
         from core import SubscriptionError
