@@ -22,136 +22,39 @@ import argparse
 import asyncio
 import gc
 import importlib.util
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from core import Event, EventBus
+from core import EventBus
+from core.scenarios import (
+    Case,
+    Counter,
+    Runner,
+    ScenarioBase,
+    ScenarioDerived,
+    floor_cases,
+    measure,
+    pubsub_cases,
+    timed_loop,
+    timed_sync_loop,
+)
 
 SCENARIOS = ("1 async handler", "10 async handlers", "1 sync handler", "base-class subscriber")
-
-
-@dataclass(frozen=True, slots=True)
-class PeerBase(Event, type_name="bench.peers.Base"):
-    n: int
-
-
-@dataclass(frozen=True, slots=True)
-class PeerDerived(PeerBase, type_name="bench.peers.Derived"):
-    pass
-
-
-class Counter:
-    """What every handler does: count, so that the work is the same everywhere."""
-
-    __slots__ = ("done", "n", "target")
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.target = 0
-        self.done: asyncio.Event | None = None
-
-    def hit(self) -> None:
-        self.n += 1
-        if self.n == self.target and self.done is not None:
-            self.done.set()
 
 
 _KEEP: list[Any] = []
 # Coroutine functions that stop a peer's background machinery at the end of the run
 # (bubus buses keep tasks that asyncio.run would otherwise wait for at exit).
 _CLEANUP: list[Callable[[], Awaitable[Any]]] = []
-Runner = Callable[[int], Awaitable[float]]  # runs n events, returns seconds
-Case = tuple[Runner, int]  # runner and how many events it runs
 
-
-def _timed_loop(call: Callable[[Any], Awaitable[Any]], make: Callable[[int], Any]) -> Runner:
-    async def run(n: int) -> float:
-        events = [make(i) for i in range(n)]
-        gc.collect()
-        t0 = time.perf_counter()
-        for e in events:
-            await call(e)
-        return time.perf_counter() - t0
-
-    return run
-
-
-def _timed_sync_loop(call: Callable[[Any], Any], make: Callable[[int], Any]) -> Runner:
-    async def run(n: int) -> float:
-        events = [make(i) for i in range(n)]
-        gc.collect()
-        t0 = time.perf_counter()
-        for e in events:
-            call(e)
-        return time.perf_counter() - t0
-
-    return run
-
-
-# -- floor and pubsub ---------------------------------------------------------------
-
-
-def floor_cases(counter: Counter) -> dict[str, Case]:
-    async def handler(e: Any) -> None:
-        counter.hit()
-
-    def sync_handler(e: Any) -> None:
-        counter.hit()
-
-    async def ten(e: Any) -> None:
-        for _ in range(10):
-            await handler(e)
-
-    loop_holder: dict[str, Any] = {}
-
-    async def executor(e: Any) -> None:
-        loop = loop_holder.get("loop") or asyncio.get_running_loop()
-        loop_holder["loop"] = loop
-        await loop.run_in_executor(None, sync_handler, e)
-
-    return {
-        "1 async handler": (_timed_loop(handler, PeerBase), 1),
-        "10 async handlers": (_timed_loop(ten, PeerBase), 1),
-        "1 sync handler": (_timed_sync_loop(sync_handler, PeerBase), 1),
-        "1 sync handler (run_in_executor)": (_timed_loop(executor, PeerBase), 10),
-        "base-class subscriber": (_timed_loop(handler, PeerDerived), 1),
-    }
-
-
-def pubsub_cases(counter: Counter, buses: list[EventBus]) -> dict[str, Case]:
-    async def handler(e: PeerBase) -> None:
-        counter.hit()
-
-    def sync_handler(e: PeerBase) -> None:
-        counter.hit()
-
-    def bus_with(n: int, fn: Any, **opts: Any) -> EventBus:
-        bus = EventBus()
-        for i in range(n):
-            bus.subscribe(PeerBase, name=f"h{i}", **opts)(fn)
-        buses.append(bus)
-        return bus
-
-    one = bus_with(1, handler)
-    return {
-        "1 async handler": (_timed_loop(one.publish_async, PeerBase), 1),
-        "10 async handlers": (_timed_loop(bus_with(10, handler).publish_async, PeerBase), 1),
-        "1 sync handler": (
-            _timed_loop(bus_with(1, sync_handler, inline=True).publish_async, PeerBase),
-            1,
-        ),
-        "1 sync handler (executor)": (
-            _timed_loop(bus_with(1, sync_handler).publish_async, PeerBase),
-            10,
-        ),
-        "base-class subscriber": (_timed_loop(one.publish_async, PeerDerived), 1),
-    }
+# The floor and pubsub's own cases are core.scenarios': `pubsub bench --scenarios`
+# prints the same figures.
+PeerBase, PeerDerived = ScenarioBase, ScenarioDerived
+_timed_loop, _timed_sync_loop = timed_loop, timed_sync_loop
 
 
 # -- peers --------------------------------------------------------------------------
@@ -296,15 +199,6 @@ PEERS: dict[str, tuple[str, Callable[[Counter], dict[str, Case]]]] = {
     "pypubsub": ("pubsub", pypubsub_cases),
     "bubus": ("bubus", bubus_cases),
 }
-
-
-async def measure(case: Case, events: int, repeat: int) -> float:
-    """Median seconds per event."""
-    run, divisor = case
-    n = max(200, events // divisor)
-    await run(min(n, 1000))  # warm-up
-    times = [await run(n) for _ in range(repeat)]
-    return statistics.median(times) / n
 
 
 async def run_all(events: int, repeat: int, only: list[str] | None) -> dict[str, Any]:

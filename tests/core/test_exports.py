@@ -35,6 +35,21 @@ INTERNAL = {
     },  # the bus's machinery
     "entrypoints": {"GROUPS", "PluginInfo", "discover", "load_plugin", "store_schemes"},  # CLI
     "memory": {"open_memory_store"},  # the entry-point factory
+    "scenarios": {
+        "FLOOR_OF",
+        "SCENARIOS",
+        "Case",
+        "Counter",
+        "Runner",
+        "ScenarioBase",
+        "ScenarioDerived",
+        "floor_cases",
+        "measure",
+        "pubsub_cases",
+        "run_scenarios",
+        "timed_loop",
+        "timed_sync_loop",
+    },  # the benchmark behind `pubsub bench --scenarios` and benchmarks/peers.py
     "metrics": {
         "GuardedRecorder",
         "NullMetrics",

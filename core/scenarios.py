@@ -1,0 +1,202 @@
+"""Scenarios: the per-event cost of the hot path in the shapes users compare buses by,
+each next to its floor measured in the same run.
+
+``run_scenarios`` is what ``pubsub bench --scenarios`` prints and what
+``benchmarks/peers.py`` puts pubsub's row and the floor's row of its table from:
+
+* one async handler (floor: a plain ``await handler(event)`` loop);
+* ten async handlers on one event (floor: ten direct awaits);
+* one sync handler, inline (floor: a plain call) and in the executor (floor: a bare
+  ``loop.run_in_executor`` round trip);
+* a handler subscribed to a base class receiving a subclass.
+
+Default policies, metrics on. Each figure is the median of ``repeat`` timed runs
+after a warm-up; they are measurements, never assertions of a unit test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .bus import EventBus
+from .events import Event
+
+__all__ = [
+    "FLOOR_OF",
+    "SCENARIOS",
+    "Case",
+    "Counter",
+    "Runner",
+    "ScenarioBase",
+    "ScenarioDerived",
+    "floor_cases",
+    "measure",
+    "pubsub_cases",
+    "run_scenarios",
+    "timed_loop",
+    "timed_sync_loop",
+]
+
+SCENARIOS = (
+    "1 async handler",
+    "10 async handlers",
+    "1 sync handler",
+    "1 sync handler (executor)",
+    "base-class subscriber",
+)
+# Which floor each pubsub scenario is compared with (same name unless listed).
+FLOOR_OF = {"1 sync handler (executor)": "1 sync handler (run_in_executor)"}
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioBase(Event, type_name="pubsub.bench.Base"):
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioDerived(ScenarioBase, type_name="pubsub.bench.Derived"):
+    pass
+
+
+class Counter:
+    """What every handler does: count, so that the work is the same everywhere."""
+
+    __slots__ = ("done", "n", "target")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.target = 0
+        self.done: asyncio.Event | None = None
+
+    def hit(self) -> None:
+        self.n += 1
+        if self.n == self.target and self.done is not None:
+            self.done.set()
+
+
+Runner = Callable[[int], Awaitable[float]]  # runs n events, returns seconds
+Case = tuple[Runner, int]  # runner and how many events it runs
+
+
+def timed_loop(call: Callable[[Any], Awaitable[Any]], make: Callable[[int], Any]) -> Runner:
+    async def run(n: int) -> float:
+        events = [make(i) for i in range(n)]
+        gc.collect()
+        t0 = time.perf_counter()
+        for e in events:
+            await call(e)
+        return time.perf_counter() - t0
+
+    return run
+
+
+def timed_sync_loop(call: Callable[[Any], Any], make: Callable[[int], Any]) -> Runner:
+    async def run(n: int) -> float:
+        events = [make(i) for i in range(n)]
+        gc.collect()
+        t0 = time.perf_counter()
+        for e in events:
+            call(e)
+        return time.perf_counter() - t0
+
+    return run
+
+
+# -- floor and pubsub ---------------------------------------------------------------
+
+
+def floor_cases(counter: Counter) -> dict[str, Case]:
+    async def handler(e: Any) -> None:
+        counter.hit()
+
+    def sync_handler(e: Any) -> None:
+        counter.hit()
+
+    async def ten(e: Any) -> None:
+        for _ in range(10):
+            await handler(e)
+
+    loop_holder: dict[str, Any] = {}
+
+    async def executor(e: Any) -> None:
+        loop = loop_holder.get("loop") or asyncio.get_running_loop()
+        loop_holder["loop"] = loop
+        await loop.run_in_executor(None, sync_handler, e)
+
+    return {
+        "1 async handler": (timed_loop(handler, ScenarioBase), 1),
+        "10 async handlers": (timed_loop(ten, ScenarioBase), 1),
+        "1 sync handler": (timed_sync_loop(sync_handler, ScenarioBase), 1),
+        "1 sync handler (run_in_executor)": (timed_loop(executor, ScenarioBase), 10),
+        "base-class subscriber": (timed_loop(handler, ScenarioDerived), 1),
+    }
+
+
+def pubsub_cases(counter: Counter, buses: list[EventBus]) -> dict[str, Case]:
+    async def handler(e: ScenarioBase) -> None:
+        counter.hit()
+
+    def sync_handler(e: ScenarioBase) -> None:
+        counter.hit()
+
+    def bus_with(n: int, fn: Any, **opts: Any) -> EventBus:
+        bus = EventBus()
+        for i in range(n):
+            bus.subscribe(ScenarioBase, name=f"h{i}", **opts)(fn)
+        buses.append(bus)
+        return bus
+
+    one = bus_with(1, handler)
+    return {
+        "1 async handler": (timed_loop(one.publish_async, ScenarioBase), 1),
+        "10 async handlers": (timed_loop(bus_with(10, handler).publish_async, ScenarioBase), 1),
+        "1 sync handler": (
+            timed_loop(bus_with(1, sync_handler, inline=True).publish_async, ScenarioBase),
+            1,
+        ),
+        "1 sync handler (executor)": (
+            timed_loop(bus_with(1, sync_handler).publish_async, ScenarioBase),
+            10,
+        ),
+        "base-class subscriber": (timed_loop(one.publish_async, ScenarioDerived), 1),
+    }
+
+
+async def measure(case: Case, events: int, repeat: int) -> float:
+    """Median seconds per event."""
+    run, divisor = case
+    n = max(200, events // divisor)
+    await run(min(n, 1000))  # warm-up
+    times = [await run(n) for _ in range(repeat)]
+    return statistics.median(times) / n
+
+
+async def run_scenarios(
+    events: int = 50_000, repeat: int = 5, *, progress: Callable[[int], None] | None = None
+) -> dict[str, dict[str, float]]:
+    """Seconds per event, ``{"pubsub": {scenario: s}, "floor": {scenario: s}}``, with
+    the floor's keys as in ``floor_cases``. ``progress(1)`` after each figure."""
+    counter = Counter()
+    buses: list[EventBus] = []
+    table: dict[str, dict[str, float]] = {}
+    try:
+        for system, cases in (
+            ("floor", floor_cases(counter)),
+            ("pubsub", pubsub_cases(counter, buses)),
+        ):
+            row: dict[str, float] = {}
+            for label, case in cases.items():
+                row[label] = await measure(case, events, repeat)
+                if progress is not None:
+                    progress(1)
+            table[system] = row
+    finally:
+        for bus in buses:
+            await bus.aclose()
+    return table
