@@ -13,10 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 __all__ = ["ACCEPTED_FORMS", "TimeParseError", "parse_time"]
 
-ACCEPTED_FORMS = (
-    "a relative duration (45s, 10m, 2h, 7d) or ISO-8601 "
-    "(2024-05-01, 2024-05-01T12:30:00, 2024-05-01T12:30:00+02:00, ...Z; naive = local time)"
-)
+ACCEPTED_FORMS = "ISO-8601 (2026-11-27T10:00, +02:00 or Z; naive = local) or 45s/10m/2h/7d"
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -28,7 +25,7 @@ class TimeParseError(ValueError):
 
     def __init__(self, text: str, problem: str = "is not a time") -> None:
         self.text = text
-        super().__init__(f"{text!r} {problem}; use {ACCEPTED_FORMS}")
+        super().__init__(f"{text!r} {problem}: use {ACCEPTED_FORMS}")
 
 
 def parse_time(text: str, *, now: datetime | None = None) -> datetime:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pubsub_cli.context import Invocation, shared_options
+from pubsub_cli.times import ACCEPTED_FORMS
 
 from .conftest import CLI, pubsub_process
 
@@ -42,7 +43,8 @@ class TestBasics:
 
     def test_usage_error_is_2(self, cli: CLI) -> None:
         """An unknown option is a usage error, exit 2."""
-        assert cli("events", "list", "--nope").exit_code == 2
+        r = cli("events", "list", "--nope")
+        assert r.usage_error("pubsub events list").startswith("error: no such option --nope")
 
     @pytest.mark.parametrize(
         "since",
@@ -52,14 +54,86 @@ class TestBasics:
     def test_bad_since_is_usage_error(self, cli: CLI, flag: str, since: str) -> None:
         """A bad or out-of-range --since/--until exits 2 and shows the accepted forms."""
         r = cli("events", "list", flag, since)
-        assert r.exit_code == 2
-        assert "45s, 10m, 2h, 7d" in r.stderr
+        line = r.usage_error("pubsub events list")
+        assert line.startswith(f"error: {flag}: {since!r} ")
+        assert line.endswith(": use " + ACCEPTED_FORMS)
 
     def test_help_shows_env_vars(self, cli: CLI) -> None:
         """Important options show their environment variable."""
         r = cli("run", "--help")
         assert "PUBSUB_DB" in r.stdout
         assert "PUBSUB_GROUP" in r.stdout
+
+
+class TestUsageErrors:
+    """Every usage error is one line on stderr and a help hint, exit 2; help stays rich."""
+
+    @pytest.mark.parametrize(
+        ("args", "command", "line"),
+        [
+            (
+                ("replay", "x.py", "--since", "10x"),
+                "pubsub replay",
+                "error: --since: '10x' is not a time: use " + ACCEPTED_FORMS,
+            ),
+            (("replay",), "pubsub replay", "error: missing argument TARGET..."),
+            (("nocmd",), "pubsub", "error: no such command 'nocmd'"),
+            (
+                ("events", "list", "--limit", "-1"),
+                "pubsub events list",
+                "error: --limit: must be >= 0",
+            ),
+            (
+                ("events", "list", "-n", "abc"),
+                "pubsub events list",
+                "error: --limit: not an integer",
+            ),
+            (
+                ("bench", "--store", "redis"),
+                "pubsub bench",
+                "error: --store: 'redis' is not one of 'memory', 'sqlite'",
+            ),
+            (
+                ("dlq", "list", "--status", "gone"),
+                "pubsub dlq list",
+                "error: --status: 'gone' is not one of 'open', 'resolved', 'all'",
+            ),
+            (
+                ("stats", "--json", "extra"),
+                "pubsub stats",
+                "error: got unexpected extra argument(s) (extra)",
+            ),
+        ],
+    )
+    def test_one_line(self, cli: CLI, args: tuple[str, ...], command: str, line: str) -> None:
+        """The message names the option (or argument) and says what is wrong."""
+        assert cli(*args).usage_error(command) == line
+
+    def test_env_value_names_the_variable(self, cli: CLI) -> None:
+        """A bad value from the environment names the variable and the value."""
+        r = cli("run", "x.py", env={"PUBSUB_GRACEFUL_TIMEOUT": "soon"})
+        assert r.usage_error("pubsub run") == "error: PUBSUB_GRACEFUL_TIMEOUT='soon': not a number"
+
+    def test_long_message_is_not_wrapped(self, tmp_path: Path) -> None:
+        """A real process on a narrow terminal still prints the message as one line."""
+        r = pubsub_process("replay", "x.py", "--since", "10x", cwd=tmp_path, env={"COLUMNS": "40"})
+        line = r.usage_error("pubsub replay")
+        assert line == "error: --since: '10x' is not a time: use " + ACCEPTED_FORMS
+        assert "╭" not in r.stderr
+
+    def test_help_is_still_rich(self, cli: CLI) -> None:
+        """--help keeps typer's panels."""
+        r = cli("replay", "--help")
+        assert r.exit_code == 0
+        assert "╭─ Options" in r.stdout
+        assert r.stderr == ""
+
+    def test_group_without_command_shows_help(self, cli: CLI) -> None:
+        """A group without its command prints the group's help, not an error line."""
+        r = cli("dlq")
+        assert r.exit_code == 2
+        assert "╭─ Commands" in r.stdout
+        assert "error:" not in r.stderr
 
 
 class TestProcess:
