@@ -22,6 +22,7 @@ from . import __version__
 from .commands import bench, check, dlq, events, plugins, publish, replay, run, snapshot, stats
 from .context import CLIState, RootDbOption, RootStoreOption, state
 from .output import Output
+from .settings import SettingsError
 from .usage import is_help_request, usage_lines
 
 __all__ = ["app", "main"]
@@ -66,6 +67,10 @@ class _PubSubGroup(TyperGroup):
             obj = ctx.obj if isinstance(ctx.obj, CLIState) else CLIState()
             obj.output.error(str(exc), exc)
             raise typer.Exit(1) from None
+        except SettingsError as exc:  # [tool.pubsub] in pyproject.toml: a usage error
+            obj = ctx.obj if isinstance(ctx.obj, CLIState) else CLIState()
+            obj.output.error(str(exc), exc)
+            raise typer.Exit(2) from None
 
 
 app = typer.Typer(

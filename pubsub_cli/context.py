@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import re
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -57,6 +58,20 @@ _DB_HELP = (
 )
 _STORE_HELP = "Store URL of any registered store (sqlite:///path.db, memory://); wins over --db"
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _store_url(value: str | None) -> str | None:
+    """A --store value must at least look like a URL (whether a store serves its scheme
+    is known only when it is opened)."""
+    if value is not None and not _URL.match(value):
+        raise typer.BadParameter(
+            f"{value!r} is not a store URL: use sqlite:///path.db, memory:// or another "
+            "scheme 'pubsub plugins list' shows"
+        )
+    return value
+
+
 RootDbOption = Annotated[
     Path | None,
     typer.Option("--db", envvar="PUBSUB_DB", show_envvar=True, help=_DB_HELP, metavar="PATH"),
@@ -64,7 +79,12 @@ RootDbOption = Annotated[
 RootStoreOption = Annotated[
     str | None,
     typer.Option(
-        "--store", envvar="PUBSUB_STORE", show_envvar=True, help=_STORE_HELP, metavar="URL"
+        "--store",
+        envvar="PUBSUB_STORE",
+        show_envvar=True,
+        help=_STORE_HELP,
+        metavar="URL",
+        callback=_store_url,
     ),
 ]
 # On a command the flags read no environment: a command's --db beats the root's --db,
@@ -75,7 +95,12 @@ DbOption = Annotated[
 ]
 StoreOption = Annotated[
     str | None,
-    typer.Option("--store", help=f"{_STORE_HELP} \\[env var: PUBSUB_STORE]", metavar="URL"),
+    typer.Option(
+        "--store",
+        help=f"{_STORE_HELP} \\[env var: PUBSUB_STORE]",
+        metavar="URL",
+        callback=_store_url,
+    ),
 ]
 AppDirOption = Annotated[
     Path | None,
