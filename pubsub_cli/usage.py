@@ -56,15 +56,20 @@ _REWORDED = (
     (re.compile(r"^input should be greater than ", re.IGNORECASE), "must be > "),
     (re.compile(r"^input should be less than or equal to ", re.IGNORECASE), "must be <= "),
     (re.compile(r"^input should be less than ", re.IGNORECASE), "must be < "),
+    (
+        re.compile(r"^dir(ectory)? ('.*') does not exist$", re.IGNORECASE),
+        r"folder \2 does not exist",
+    ),
+    (re.compile(r"^dir(ectory)? ('.*') is a file$", re.IGNORECASE), r"\2 is a file, not a folder"),
 )
 
 
 def _sentence(text: str) -> str:
     """A message as a clause: typer's wording shortened, ``Missing...`` ->
     ``missing...``, no final full stop."""
+    text = text.rstrip(".")
     for pattern, replacement in _REWORDED:
         text = pattern.sub(replacement, text)
-    text = text.rstrip(".")
     if len(text) > 1 and text[0].isupper() and text[1].islower():
         text = text[0].lower() + text[1:]
     return text

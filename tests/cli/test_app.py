@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 
+from pubsub_cli.app import app
 from pubsub_cli.context import Invocation, shared_options
 from pubsub_cli.times import ACCEPTED_FORMS
 
@@ -134,6 +137,55 @@ class TestUsageErrors:
         assert r.exit_code == 2
         assert "╭─ Commands" in r.stdout
         assert "error:" not in r.stderr
+
+
+APP_DIR_COMMANDS: dict[str, tuple[str, ...]] = {  # command -> arguments besides --app-dir
+    "replay": ("x.py",),
+    "run": ("x.py",),
+    "publish": ("X", "--data", "{}"),
+    "dlq retry": ("1", "--app", "x.py"),
+    "snapshot create": ("x.py",),
+    "snapshot restore": ("x.py",),
+}
+
+
+def _commands_with(option: str) -> set[str]:
+    """The command paths (without 'pubsub') whose parameters include ``option``."""
+    found: set[str] = set()
+
+    def walk(command: Any, path: tuple[str, ...]) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, (*path, name))
+        if any(option in getattr(p, "opts", ()) for p in command.params):
+            found.add(" ".join(path))
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+class TestAppDir:
+    """--app-dir must name an existing folder, on every command that takes it."""
+
+    def test_list_is_complete(self) -> None:
+        """The cases below cover every command with --app-dir."""
+        assert _commands_with("--app-dir") == set(APP_DIR_COMMANDS)
+
+    @pytest.mark.parametrize("command", sorted(APP_DIR_COMMANDS))
+    def test_missing_folder(self, cli: CLI, command: str) -> None:
+        """A folder that does not exist is refused before anything is opened or created."""
+        r = cli(*command.split(), *APP_DIR_COMMANDS[command], "--app-dir", "nodir")
+        line = r.usage_error(f"pubsub {command}")
+        assert line == "error: --app-dir: folder 'nodir' does not exist"
+        assert not cli.db.exists()
+
+    def test_a_file_is_not_a_folder(self, cli: CLI, tmp_path: Path) -> None:
+        """A file given as --app-dir is refused too."""
+        (tmp_path / "handlers.py").write_text("")
+        r = cli("replay", "x.py", "--app-dir", "handlers.py")
+        assert (
+            r.usage_error("pubsub replay")
+            == "error: --app-dir: 'handlers.py' is a file, not a folder"
+        )
 
 
 class TestProcess:

@@ -153,6 +153,10 @@ class TestEnvironmentErrors:
                 "sqlite:///path.db, memory:// or another scheme 'pubsub plugins list' shows",
             ),
             (
+                {"PUBSUB_APP_DIR": "nodir"},
+                "error: PUBSUB_APP_DIR='nodir': folder 'nodir' does not exist",
+            ),
+            (
                 {"PUBSUB_GRACEFUL_TIMEOUT": "-2"},
                 "error: PUBSUB_GRACEFUL_TIMEOUT='-2': must be >= 0",
             ),
