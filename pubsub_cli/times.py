@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["ACCEPTED_FORMS", "TimeParseError", "parse_time"]
+__all__ = ["ACCEPTED_FORMS", "TimeParseError", "parse_time", "time_option", "time_range"]
 
 ACCEPTED_FORMS = "ISO-8601 (2026-11-27T10:00, +02:00 or Z; naive = local) or 45s/10m/2h/7d"
 
@@ -63,6 +63,23 @@ def time_option(value: str | None, flag: str) -> datetime | None:
         import typer
 
         raise typer.BadParameter(str(exc), param_hint=f"'{flag}'") from None
+
+
+def time_range(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """Parse ``--since`` and ``--until``; a range that ends before it starts is a usage
+    error (it could only ever select nothing)."""
+    since_at, until_at = time_option(since, "--since"), time_option(until, "--until")
+    if since_at is not None and until_at is not None and since_at > until_at:
+        import typer
+
+        def local(at: datetime) -> str:
+            return at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+        raise typer.BadParameter(
+            f"--since {since!r} ({local(since_at)}) is later than --until {until!r} "
+            f"({local(until_at)}): the time range is inverted"
+        )
+    return since_at, until_at
 
 
 SINCE_HELP = (

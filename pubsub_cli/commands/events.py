@@ -22,7 +22,7 @@ from pubsub_cli.context import (
 )
 from pubsub_cli.output import Output
 from pubsub_cli.records import EVENT_COLUMNS, event_dict, event_row
-from pubsub_cli.times import time_option
+from pubsub_cli.times import time_range
 
 app = typer.Typer(help="Browse the event log.", no_args_is_help=True)
 
@@ -46,7 +46,7 @@ def list_events(
 ) -> None:
     """List stored events in sequence order (JSON lines with --json)."""
     out = inv.out
-    since_at, until_at = time_option(since, "--since"), time_option(until, "--until")
+    since_at, until_at = time_range(since, until)
 
     async def go(s: EventStore) -> list[StoredEvent]:
         return [
