@@ -34,6 +34,7 @@ from .times import SINCE_HELP, UNTIL_HELP
 from .wiring import build_bus
 
 __all__ = [
+    "ID_MAX",
     "AppDirOption",
     "CLIState",
     "DbOption",
@@ -52,6 +53,10 @@ __all__ = [
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# Sequence numbers, ids and limits go to the store as 64-bit integers (SQLite's
+# INTEGER): a larger one is refused as a usage error instead of overflowing there.
+ID_MAX = 2**63 - 1
 
 _DB_HELP = (
     "SQLite store file (default ./pubsub.db, or db in the tool.pubsub table of pyproject.toml)"

@@ -92,7 +92,8 @@ def _label(exc: typer.TyperException) -> str | None:
     if getattr(param, "param_type_name", None) == "argument" or not opts:
         metavar = getattr(param, "metavar", None)
         name = getattr(param, "name", None) or "argument"
-        return str(metavar) if metavar else str(name).upper()
+        # "[ID]..." -> "ID": the metavar says how to type it, the message names it
+        return str(metavar).strip("[]. ") if metavar else str(name).upper()
     longs = [o for o in opts if o.startswith("--")]
     return longs[0] if longs else opts[0]
 

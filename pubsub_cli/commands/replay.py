@@ -16,6 +16,7 @@ from core.errors import SubscriptionError
 from core.events import default_registry
 from core.store import EventStore, StoredEvent
 from pubsub_cli.context import (
+    ID_MAX,
     Invocation,
     PluginOption,
     SinceOption,
@@ -100,10 +101,10 @@ def replay(
     since: SinceOption = None,
     until: UntilOption = None,
     from_seq: Annotated[
-        int | None, typer.Option("--from-seq", min=1, help="First sequence number")
+        int | None, typer.Option("--from-seq", min=1, max=ID_MAX, help="First sequence number")
     ] = None,
     to_seq: Annotated[
-        int | None, typer.Option("--to-seq", min=1, help="Last sequence number")
+        int | None, typer.Option("--to-seq", min=1, max=ID_MAX, help="Last sequence number")
     ] = None,
     types: Annotated[
         list[str] | None, typer.Option("--type", "-t", help="Only this event type (repeatable)")

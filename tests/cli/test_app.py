@@ -79,7 +79,7 @@ class TestUsageErrors:
                 "pubsub replay",
                 "error: --since: '10x' is not a time: use " + ACCEPTED_FORMS,
             ),
-            (("replay",), "pubsub replay", "error: missing argument TARGET..."),
+            (("replay",), "pubsub replay", "error: missing argument TARGET"),
             (("nocmd",), "pubsub", "error: no such command 'nocmd'"),
             (
                 ("events", "list", "--limit", "-1"),

@@ -13,6 +13,7 @@ from .conftest import CLI, EXAMPLES
 
 ORDERS = str(EXAMPLES / "orders.py")
 PROJECTION = str(EXAMPLES / "projection.py")
+BIG = "99999999999999999999999"  # beyond SQLite's 64-bit INTEGER
 
 
 def deliveries(log: Path) -> list[dict[str, object]]:
@@ -64,7 +65,20 @@ class TestRunOnce:
 
     def test_needs_target(self, cli: CLI) -> None:
         """run without TARGET is a usage error."""
-        assert cli("run").exit_code == 2
+        r = cli("run")
+        assert (
+            r.usage_error("pubsub run")
+            == "error: TARGET: give at least one TARGET or --plugin NAME"
+        )
+
+    @pytest.mark.parametrize("group", ["", "  "])
+    def test_empty_group(self, cli: CLI, group: str) -> None:
+        """An empty --group is refused: no checkpoint is saved under an empty name."""
+        r = cli("run", ORDERS, "--once", "--group", group)
+        assert (
+            r.usage_error("pubsub run") == "error: --group: a consumer group name cannot be empty"
+        )
+        assert not cli.db.exists()
 
 
 class TestDLQ:
@@ -122,7 +136,49 @@ class TestDLQ:
 
     def test_retry_needs_app(self, handled: CLI) -> None:
         """Re-driving without the handlers is a usage error."""
-        assert handled("dlq", "retry", "1").exit_code == 2
+        r = handled("dlq", "retry", "1")
+        assert r.usage_error("pubsub dlq retry") == (
+            "error: --app: re-driving needs the handlers: pass --app TARGET (or --plugin NAME)"
+        )
+
+    @pytest.mark.parametrize(
+        ("args", "line"),
+        [
+            (
+                (),
+                "error: nothing to retry: give dead-letter ids, or --all for every open one",
+            ),
+            (("1", "--all"), "error: give dead-letter ids or --all, not both"),
+            (("0",), "error: ID: must be >= 1"),
+            (("abc",), "error: ID: not an integer"),
+        ],
+    )
+    def test_retry_which(self, handled: CLI, args: tuple[str, ...], line: str) -> None:
+        """Neither ids nor --all, or both, or a bad id: one line that says which."""
+        before = handled("dlq", "list", "--status", "all", "--json").json()
+        r = handled("dlq", "retry", *args, "--app", ORDERS)
+        assert r.usage_error("pubsub dlq retry") == line
+        assert handled("dlq", "list", "--status", "all", "--json").json() == before
+
+    @pytest.mark.parametrize(
+        ("command", "args", "option"),
+        [
+            ("events list", ("--from-seq", BIG), "--from-seq"),
+            ("events list", ("--limit", BIG), "--limit"),
+            ("dlq list", ("--limit", BIG), "--limit"),
+            ("dlq show", (BIG,), "ID"),
+            ("dlq retry", (BIG, "--app", ORDERS), "ID"),
+            ("replay", (ORDERS, "--to-seq", BIG), "--to-seq"),
+            ("snapshot restore", (PROJECTION, "--id", BIG), "--id"),
+        ],
+    )
+    def test_numbers_beyond_64_bits(
+        self, handled: CLI, command: str, args: tuple[str, ...], option: str
+    ) -> None:
+        """Ids, sequence numbers and limits larger than the store's integers are usage
+        errors instead of an OverflowError traceback from SQLite."""
+        r = handled(*command.split(), *args)
+        assert r.usage_error(f"pubsub {command}") == f"error: {option}: must be <= {2**63 - 1}"
 
     def test_purge_needs_yes_when_piped(self, handled: CLI) -> None:
         """Without a terminal, purge refuses unless --yes."""
