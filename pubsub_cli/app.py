@@ -2,9 +2,9 @@
 where library errors become a one-line message and an exit code.
 
 Exit codes: 0 ok, 1 operational failure (a ``PubSubError`` or an ``OSError``, printed as
-one line on stderr; the traceback only with ``-v``), 2 usage error (typer's, printed as one
-``error:`` line and a ``try '... --help'`` line rather than typer's boxed panel; ``--help``
-itself keeps typer's rich layout).
+one line on stderr; the traceback only with ``-v``; any other exception is a bug, also
+one line), 2 usage error (typer's, printed as one ``error:`` line and a ``try '...
+--help'`` line rather than typer's boxed panel; ``--help`` keeps typer's rich layout).
 """
 
 from __future__ import annotations
@@ -71,6 +71,16 @@ class _PubSubGroup(TyperGroup):
             obj = ctx.obj if isinstance(ctx.obj, CLIState) else CLIState()
             obj.output.error(str(exc), exc)
             raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # exit codes and usage errors: main() reports them
+        except Exception as exc:  # a bug: still one line, the traceback with -v
+            obj = ctx.obj if isinstance(ctx.obj, CLIState) else CLIState()
+            obj.output.error(
+                f"unexpected {type(exc).__name__}: {exc} (a bug in pubsub: please report it; "
+                "-v shows the traceback)",
+                exc,
+            )
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(

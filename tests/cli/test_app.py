@@ -188,6 +188,33 @@ class TestAppDir:
         )
 
 
+class TestUnexpectedErrors:
+    """An exception the command line does not expect (a bug) is still one line."""
+
+    @pytest.fixture
+    def broken_stats(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        async def boom(store: object) -> dict[str, object]:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr("pubsub_cli.commands.stats._counts", boom)
+
+    def test_one_line_exit_1(self, cli: CLI, broken_stats: None) -> None:
+        """Exit 1 and one line that says it is unexpected; no traceback."""
+        r = cli("stats", "--store", "memory://")
+        assert r.exit_code == 1
+        assert r.stderr == (
+            "error: unexpected RuntimeError: boom (a bug in pubsub: please report it; "
+            "-v shows the traceback)\n"
+        )
+
+    def test_verbose_shows_traceback(self, cli: CLI, broken_stats: None) -> None:
+        """-v adds the traceback before the line."""
+        r = cli("-v", "stats", "--store", "memory://")
+        assert r.exit_code == 1
+        assert r.stderr.startswith("Traceback (most recent call last):")
+        assert r.stderr.splitlines()[-1].startswith("error: unexpected RuntimeError: boom")
+
+
 class TestProcess:
     """The installed entry points behave like the in-process runner."""
 
