@@ -2,11 +2,15 @@
 where library errors become a one-line message and an exit code.
 
 Exit codes: 0 ok, 1 operational failure (a ``PubSubError`` or an ``OSError``, printed as
-one line on stderr; the traceback only with ``-v``), 2 usage error (typer's own).
+one line on stderr; the traceback only with ``-v``; any other exception is a bug, also
+one line), 2 usage error (typer's, printed as one ``error:`` line and a ``try '...
+--help'`` line rather than typer's boxed panel; ``--help`` keeps typer's rich layout).
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -18,12 +22,43 @@ from . import __version__
 from .commands import bench, check, dlq, events, plugins, publish, replay, run, snapshot, stats
 from .context import CLIState, RootDbOption, RootStoreOption, state
 from .output import Output
+from .settings import SettingsError
+from .usage import is_help_request, usage_lines
 
 __all__ = ["app", "main"]
 
 
 class _PubSubGroup(TyperGroup):
-    """The root group: catches the library's root error once, for every command."""
+    """The root group: catches the library's root error once, for every command, and
+    prints usage errors as one line."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            # Not standalone: typer hands back usage errors instead of boxing them, and
+            # returns the code of a typer.Exit (0 after --help or --version).
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except typer.TyperException as exc:  # click's ClickException and its usage errors
+            if not is_help_request(exc):
+                message, hint = usage_lines(exc)
+                sys.stderr.write(f"error: {message}\n")
+                if hint and exc.exit_code == 2:
+                    sys.stderr.write(f"{hint}\n")
+                sys.stderr.flush()
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            sys.stderr.write("aborted\n")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -31,6 +66,20 @@ class _PubSubGroup(TyperGroup):
         except (PubSubError, OSError) as exc:
             obj = ctx.obj if isinstance(ctx.obj, CLIState) else CLIState()
             obj.output.error(str(exc), exc)
+            raise typer.Exit(1) from None
+        except SettingsError as exc:  # [tool.pubsub] in pyproject.toml: a usage error
+            obj = ctx.obj if isinstance(ctx.obj, CLIState) else CLIState()
+            obj.output.error(str(exc), exc)
+            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # exit codes and usage errors: main() reports them
+        except Exception as exc:  # a bug: still one line, the traceback with -v
+            obj = ctx.obj if isinstance(ctx.obj, CLIState) else CLIState()
+            obj.output.error(
+                f"unexpected {type(exc).__name__}: {exc} (a bug in pubsub: please report it; "
+                "-v shows the traceback)",
+                exc,
+            )
             raise typer.Exit(1) from None
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import re
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -33,6 +34,7 @@ from .times import SINCE_HELP, UNTIL_HELP
 from .wiring import build_bus
 
 __all__ = [
+    "ID_MAX",
     "AppDirOption",
     "CLIState",
     "DbOption",
@@ -52,10 +54,28 @@ __all__ = [
 P = ParamSpec("P")
 T = TypeVar("T")
 
+# Sequence numbers, ids and limits go to the store as 64-bit integers (SQLite's
+# INTEGER): a larger one is refused as a usage error instead of overflowing there.
+ID_MAX = 2**63 - 1
+
 _DB_HELP = (
     "SQLite store file (default ./pubsub.db, or db in the tool.pubsub table of pyproject.toml)"
 )
 _STORE_HELP = "Store URL of any registered store (sqlite:///path.db, memory://); wins over --db"
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _store_url(value: str | None) -> str | None:
+    """A --store value must at least look like a URL (whether a store serves its scheme
+    is known only when it is opened)."""
+    if value is not None and not _URL.match(value):
+        raise typer.BadParameter(
+            f"{value!r} is not a store URL: use sqlite:///path.db, memory:// or another "
+            "scheme 'pubsub plugins list' shows"
+        )
+    return value
+
 
 RootDbOption = Annotated[
     Path | None,
@@ -64,7 +84,12 @@ RootDbOption = Annotated[
 RootStoreOption = Annotated[
     str | None,
     typer.Option(
-        "--store", envvar="PUBSUB_STORE", show_envvar=True, help=_STORE_HELP, metavar="URL"
+        "--store",
+        envvar="PUBSUB_STORE",
+        show_envvar=True,
+        help=_STORE_HELP,
+        metavar="URL",
+        callback=_store_url,
     ),
 ]
 # On a command the flags read no environment: a command's --db beats the root's --db,
@@ -75,7 +100,12 @@ DbOption = Annotated[
 ]
 StoreOption = Annotated[
     str | None,
-    typer.Option("--store", help=f"{_STORE_HELP} \\[env var: PUBSUB_STORE]", metavar="URL"),
+    typer.Option(
+        "--store",
+        help=f"{_STORE_HELP} \\[env var: PUBSUB_STORE]",
+        metavar="URL",
+        callback=_store_url,
+    ),
 ]
 AppDirOption = Annotated[
     Path | None,
@@ -83,6 +113,9 @@ AppDirOption = Annotated[
         "--app-dir",
         envvar="PUBSUB_APP_DIR",
         show_envvar=True,
+        exists=True,
+        file_okay=False,
+        dir_okay=True,
         help="Folder put first on sys.path before importing TARGETs [default: .]",
         metavar="DIR",
     ),

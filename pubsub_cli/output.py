@@ -229,11 +229,13 @@ class Output:
         from rich import box
         from rich.table import Table
 
-        table = Table(title=title, box=box.SIMPLE, show_header=False, title_justify="left")
+        table = Table(box=box.SIMPLE, show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value", overflow="fold")
         for name, value in pairs:
             table.add_row(name, _fmt(value))
+        if title:  # on its own line, as table() does: a title as wide as the table wraps
+            self.out.print(title, markup=False, highlight=False, soft_wrap=True, style="bold")
         self.out.print(table)
 
     def block(self, title: str, text: str, *, lexer: str | None = None) -> None:

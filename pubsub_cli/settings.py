@@ -4,19 +4,34 @@ A value resolves flag > environment variable (``PUBSUB_*``) > ``[tool.pubsub]`` 
 nearest ``pyproject.toml`` > default. typer reads the flag and the environment (so
 ``--help`` shows ``[env var: ...]``); this module adds the project file and the defaults,
 and turns the database path into a store URL.
+
+The project file is checked, not guessed at: a ``pyproject.toml`` that is not valid TOML,
+a ``[tool.pubsub]`` value of the wrong type (``graceful-timeout = "x"``, ``db = 5``), an
+``app-dir`` that is not a folder, or a key this version does not know (a typo such as
+``dbb`` would otherwise quietly open ``./pubsub.db``) is a ``SettingsError`` naming the
+file and the key, which the command line reports as a usage error (exit 2).
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from core.errors import StoreUnavailableError
 
-__all__ = ["DEFAULTS", "Settings", "find_project_settings", "resolve_settings"]
+__all__ = [
+    "DEFAULTS",
+    "PROJECT_KEYS",
+    "Settings",
+    "SettingsError",
+    "find_project_settings",
+    "resolve_settings",
+]
 
 DEFAULTS: Mapping[str, Any] = {
     "db": "pubsub.db",
@@ -63,21 +78,91 @@ class Settings:
             )
 
 
+class SettingsError(ValueError):
+    """A project setting that cannot be used; the message names the file and the key."""
+
+
+def _kind(value: Any) -> str:
+    """What a TOML value is, in the words of the TOML spec."""
+    for cls, name in (
+        (bool, "a boolean"),
+        (int, "an integer"),
+        (float, "a float"),
+        (str, "a string"),
+        (list, "an array"),
+        (dict, "a table"),
+        (datetime, "a date-time"),
+        (date, "a date"),
+        (time, "a time"),
+    ):
+        if isinstance(value, cls):
+            return name
+    return type(value).__name__
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+# key as written in [tool.pubsub] -> (what it must be, check returning None when it is not)
+PROJECT_KEYS: Mapping[str, tuple[str, Callable[[Any], Any]]] = {
+    "db": ("a path (a non-empty string)", _text),
+    "store": ("a store URL (a non-empty string)", _text),
+    "group": ("a group name (a non-empty string)", _text),
+    "app-dir": ("a folder (a non-empty string)", _text),
+    "graceful-timeout": ("a number of seconds >= 0", _seconds),
+}
+
+
 def find_project_settings(start: Path) -> tuple[dict[str, Any], Path | None]:
-    """The ``[tool.pubsub]`` table of the nearest ``pyproject.toml`` at or above
-    ``start`` (empty when there is none, or when the file cannot be parsed)."""
+    """The checked ``[tool.pubsub]`` table of the nearest ``pyproject.toml`` at or above
+    ``start``, keys with ``_`` for ``-`` (empty when there is no such file or table).
+    Raises ``SettingsError`` for a file that is not TOML, an unknown key or a value of
+    the wrong type."""
     for folder in (start, *start.parents):
         candidate = folder / "pyproject.toml"
         if candidate.is_file():
-            try:
-                data = tomllib.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError):
-                return {}, None
-            table = data.get("tool", {}).get("pubsub", {})
-            if not isinstance(table, dict):
-                return {}, None
-            return {k.replace("-", "_"): v for k, v in table.items()}, candidate
+            return _check_table(candidate), candidate
     return {}, None
+
+
+def _check_table(file: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SettingsError(f"{file}: not UTF-8 text, so not a pyproject.toml") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{file}: not valid TOML: {exc}") from None
+    tool = data.get("tool", {})
+    table = tool.get("pubsub", {}) if isinstance(tool, dict) else {}
+    if not isinstance(table, dict):
+        raise SettingsError(f"{file}: tool.pubsub must be a table, got {_kind(table)}")
+    checked: dict[str, Any] = {}
+    for key, value in table.items():
+        spelled = key.replace("_", "-")
+        if spelled not in PROJECT_KEYS:
+            raise SettingsError(
+                f"{file} [tool.pubsub]: unknown key {key!r}; known: {', '.join(PROJECT_KEYS)}"
+            )
+        expected, check = PROJECT_KEYS[spelled]
+        good = check(value)
+        if good is None:
+            raise SettingsError(
+                f"{file} [tool.pubsub] {key}: expected {expected}, got {_kind(value)} {value!r}"
+            )
+        checked[spelled.replace("-", "_")] = good
+    app_dir = checked.get("app_dir")
+    if app_dir is not None and not (file.parent / app_dir).is_dir():
+        raise SettingsError(
+            f"{file} [tool.pubsub] app-dir: {app_dir!r} is not a folder (relative to {file.parent})"
+        )
+    return checked
 
 
 def resolve_settings(

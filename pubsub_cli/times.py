@@ -11,12 +11,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["ACCEPTED_FORMS", "TimeParseError", "parse_time"]
+__all__ = ["ACCEPTED_FORMS", "TimeParseError", "parse_time", "time_option", "time_range"]
 
-ACCEPTED_FORMS = (
-    "a relative duration (45s, 10m, 2h, 7d) or ISO-8601 "
-    "(2024-05-01, 2024-05-01T12:30:00, 2024-05-01T12:30:00+02:00, ...Z; naive = local time)"
-)
+ACCEPTED_FORMS = "ISO-8601 (2026-11-27T10:00, +02:00 or Z; naive = local) or 45s/10m/2h/7d"
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -28,7 +25,7 @@ class TimeParseError(ValueError):
 
     def __init__(self, text: str, problem: str = "is not a time") -> None:
         self.text = text
-        super().__init__(f"{text!r} {problem}; use {ACCEPTED_FORMS}")
+        super().__init__(f"{text!r} {problem}: use {ACCEPTED_FORMS}")
 
 
 def parse_time(text: str, *, now: datetime | None = None) -> datetime:
@@ -66,6 +63,23 @@ def time_option(value: str | None, flag: str) -> datetime | None:
         import typer
 
         raise typer.BadParameter(str(exc), param_hint=f"'{flag}'") from None
+
+
+def time_range(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """Parse ``--since`` and ``--until``; a range that ends before it starts is a usage
+    error (it could only ever select nothing)."""
+    since_at, until_at = time_option(since, "--since"), time_option(until, "--until")
+    if since_at is not None and until_at is not None and since_at > until_at:
+        import typer
+
+        def local(at: datetime) -> str:
+            return at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+        raise typer.BadParameter(
+            f"--since {since!r} ({local(since_at)}) is later than --until {until!r} "
+            f"({local(until_at)}): the time range is inverted"
+        )
+    return since_at, until_at
 
 
 SINCE_HELP = (

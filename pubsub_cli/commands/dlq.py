@@ -10,7 +10,7 @@ import typer
 
 from core.bus import EventBus
 from core.store import DeadLetterStatus, EventStore
-from pubsub_cli.context import Invocation, PluginOption, shared_options
+from pubsub_cli.context import ID_MAX, Invocation, PluginOption, shared_options
 from pubsub_cli.records import DEAD_LETTER_COLUMNS, dead_letter_dict, dead_letter_row
 
 app = typer.Typer(help="Inspect and re-drive dead letters.", no_args_is_help=True)
@@ -33,7 +33,9 @@ def list_dead_letters(
     status: Annotated[
         StatusChoice, typer.Option("--status", help="Which entries", case_sensitive=False)
     ] = StatusChoice.OPEN,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="At most (0: all)")] = 0,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=0, max=ID_MAX, help="At most (0: all)")
+    ] = 0,
 ) -> None:
     """List dead letters: id, seq, event type, handler, error, attempts, last failure."""
     out = inv.out
@@ -58,7 +60,9 @@ def list_dead_letters(
 @shared_options()
 def show(
     inv: Invocation,
-    entry_id: Annotated[int, typer.Argument(metavar="ID", help="Dead-letter id")],
+    entry_id: Annotated[
+        int, typer.Argument(metavar="ID", min=1, max=ID_MAX, help="Dead-letter id")
+    ],
 ) -> None:
     """Show one dead letter with its payload and full traceback."""
     out = inv.out
@@ -80,7 +84,8 @@ def show(
 def retry(
     inv: Invocation,
     entry_ids: Annotated[
-        list[int] | None, typer.Argument(metavar="[ID]...", help="Dead-letter ids")
+        list[int] | None,
+        typer.Argument(metavar="[ID]...", min=1, max=ID_MAX, help="Dead-letter ids"),
     ] = None,
     all_open: Annotated[bool, typer.Option("--all", help="Every open entry")] = False,
     apps: Annotated[
@@ -94,8 +99,12 @@ def retry(
 ) -> None:
     """Re-drive dead letters to their handler; the store records how each was resolved."""
     out = inv.out
-    if bool(entry_ids) == all_open:
-        raise typer.BadParameter("give dead-letter ids or --all (not both)", param_hint="'ID'")
+    if entry_ids and all_open:
+        raise typer.BadParameter("give dead-letter ids or --all, not both")
+    if not entry_ids and not all_open:
+        raise typer.BadParameter(
+            "nothing to retry: give dead-letter ids, or --all for every open one"
+        )
     if not apps and not plugin:
         raise typer.BadParameter(
             "re-driving needs the handlers: pass --app TARGET (or --plugin NAME)",

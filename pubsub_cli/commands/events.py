@@ -14,6 +14,7 @@ import typer
 from core.errors import StoreError
 from core.store import EventStore, StoredEvent
 from pubsub_cli.context import (
+    ID_MAX,
     Invocation,
     SinceOption,
     UntilOption,
@@ -22,7 +23,7 @@ from pubsub_cli.context import (
 )
 from pubsub_cli.output import Output
 from pubsub_cli.records import EVENT_COLUMNS, event_dict, event_row
-from pubsub_cli.times import time_option
+from pubsub_cli.times import time_range
 
 app = typer.Typer(help="Browse the event log.", no_args_is_help=True)
 
@@ -39,14 +40,17 @@ def list_events(
     since: SinceOption = None,
     until: UntilOption = None,
     types: TypeOption = None,
-    from_seq: Annotated[int, typer.Option("--from-seq", min=1, help="First sequence number")] = 1,
+    from_seq: Annotated[
+        int, typer.Option("--from-seq", min=1, max=ID_MAX, help="First sequence number")
+    ] = 1,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=0, help="At most this many events (0: all)")
+        int,
+        typer.Option("--limit", "-n", min=0, max=ID_MAX, help="At most this many events (0: all)"),
     ] = 100,
 ) -> None:
     """List stored events in sequence order (JSON lines with --json)."""
     out = inv.out
-    since_at, until_at = time_option(since, "--since"), time_option(until, "--until")
+    since_at, until_at = time_range(since, until)
 
     async def go(s: EventStore) -> list[StoredEvent]:
         return [
@@ -149,6 +153,26 @@ async def _descendants(store: EventStore, record: StoredEvent, depth: int) -> li
     ]
 
 
+def _event_key(ref: str) -> int | UUID:
+    """SEQ|ID as a sequence number or an event id; anything else is a usage error."""
+    try:
+        seq = int(ref)
+    except ValueError:
+        try:
+            return UUID(ref)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{ref!r} is neither a sequence number nor an event id (UUID)",
+                param_hint="'SEQ|ID'",
+            ) from None
+    if not 1 <= seq <= ID_MAX:
+        raise typer.BadParameter(
+            f"{ref!r} is not a sequence number: they run from 1 to {ID_MAX}",
+            param_hint="'SEQ|ID'",
+        )
+    return seq
+
+
 @app.command("show")
 @shared_options()
 def show(
@@ -158,16 +182,7 @@ def show(
 ) -> None:
     """Show one event, its payload and its causal chain (causes and effects)."""
     out = inv.out
-    try:
-        key: int | UUID = int(ref)
-    except ValueError:
-        try:
-            key = UUID(ref)
-        except ValueError:
-            raise typer.BadParameter(
-                f"{ref!r} is neither a sequence number nor an event id (UUID)",
-                param_hint="'SEQ|ID'",
-            ) from None
+    key = _event_key(ref)
 
     async def go(s: EventStore) -> tuple[StoredEvent, list[StoredEvent], list[Any]]:
         record = await (s.get(key) if isinstance(key, int) else s.get_by_id(key))

@@ -16,13 +16,14 @@ from core.errors import SubscriptionError
 from core.events import default_registry
 from core.store import EventStore, StoredEvent
 from pubsub_cli.context import (
+    ID_MAX,
     Invocation,
     PluginOption,
     SinceOption,
     UntilOption,
     shared_options,
 )
-from pubsub_cli.times import time_option
+from pubsub_cli.times import time_range
 
 
 class _Range:
@@ -100,10 +101,10 @@ def replay(
     since: SinceOption = None,
     until: UntilOption = None,
     from_seq: Annotated[
-        int | None, typer.Option("--from-seq", min=1, help="First sequence number")
+        int | None, typer.Option("--from-seq", min=1, max=ID_MAX, help="First sequence number")
     ] = None,
     to_seq: Annotated[
-        int | None, typer.Option("--to-seq", min=1, help="Last sequence number")
+        int | None, typer.Option("--to-seq", min=1, max=ID_MAX, help="Last sequence number")
     ] = None,
     types: Annotated[
         list[str] | None, typer.Option("--type", "-t", help="Only this event type (repeatable)")
@@ -124,16 +125,18 @@ def replay(
     out = inv.out
     if since is not None and from_seq is not None:
         raise typer.BadParameter("give --since or --from-seq, not both", param_hint="'--since'")
-    rng = _Range(
-        from_seq or 1,
-        to_seq,
-        time_option(since, "--since"),
-        time_option(until, "--until"),
-        types or None,
-    )
+    if from_seq is not None and to_seq is not None and from_seq > to_seq:
+        raise typer.BadParameter(
+            f"--from-seq {from_seq} is after --to-seq {to_seq}: the sequence range is inverted"
+        )
+    rng = _Range(from_seq or 1, to_seq, *time_range(since, until), types or None)
     loaded = inv.load(targets, plugins=plugin)
 
+    log_end = 0
+
     async def go(bus: EventBus, s: EventStore) -> tuple[dict[str, Any], ReplayReport | None]:
+        nonlocal log_end
+        log_end = await s.last_seq()
         if handler:
             known = {sub.name for sub in bus.subscriptions}
             unknown = [h for h in handler if h not in known]
@@ -158,6 +161,7 @@ def replay(
         return plan, report
 
     plan, report = inv.with_bus(loaded, go)
+    nothing = f"no stored event matches the selection (the log ends at seq {log_end})"
     if report is None:
         if inv.json:
             out.json({"dry_run": True, **plan})
@@ -165,12 +169,23 @@ def replay(
         out.fields(
             [
                 ("selection", ", ".join(f"{k}={v}" for k, v in plan["selection"].items() if v)),
-                ("sequence range", f"{plan['first_seq']} .. {plan['last_seq']}"),
-                ("time range", f"{plan['first_appended_at']} .. {plan['last_appended_at']}"),
+                *(
+                    [
+                        ("sequence range", f"{plan['first_seq']} .. {plan['last_seq']}"),
+                        (
+                            "time range",
+                            f"{plan['first_appended_at']} .. {plan['last_appended_at']}",
+                        ),
+                    ]
+                    if plan["events"]
+                    else [("sequence range", f"empty: {nothing}")]
+                ),
                 ("events", plan["events"]),
             ],
             title="replay plan (dry run: nothing dispatched)",
         )
+        if not plan["types"]:
+            return
         out.table(
             ("event type", "events", "handlers"),
             [
@@ -206,7 +221,9 @@ def replay(
         out.table(
             ("handler", "ok", "failed"),
             [(name, t.ok, t.failed) for name, t in report.per_handler.items()],
-            title=f"replayed {report.events} event(s), seq {report.first_seq} .. {report.last_seq}",
+            title=f"replayed {report.events} event(s), seq {report.first_seq} .. {report.last_seq}"
+            if report.events
+            else f"replayed 0 events: {nothing}",
             caption=(
                 f"{report.duration:.3f}s, {report.rate:,.0f} events/s; "
                 f"{report.decode_errors} undecodable; {report.dead_letters} new dead letter(s) "

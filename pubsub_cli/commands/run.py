@@ -84,6 +84,13 @@ async def _status(bus: EventBus, out: Output, every: float, stop: asyncio.Event)
         )
 
 
+def _group_name(value: str | None) -> str | None:
+    """A consumer group needs a name: its checkpoint and lease are stored under it."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("a consumer group name cannot be empty")
+    return value
+
+
 @shared_options(json=False, app_dir=True)
 def run(
     inv: Invocation,
@@ -105,6 +112,7 @@ def run(
             "-g",
             envvar="PUBSUB_GROUP",
             show_envvar=True,
+            callback=_group_name,
             help="Consumer group [default: default]",
         ),
     ] = None,

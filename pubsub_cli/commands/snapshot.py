@@ -10,7 +10,7 @@ import typer
 from core.bus import EventBus
 from core.projections import RestoreReport, create_snapshots, projections_of, restore_snapshots
 from core.store import EventStore, Snapshot
-from pubsub_cli.context import Invocation, shared_options
+from pubsub_cli.context import ID_MAX, Invocation, shared_options
 from pubsub_cli.records import snapshot_dict
 
 app = typer.Typer(help="Projection snapshots.", no_args_is_help=True)
@@ -69,7 +69,8 @@ def restore(
     inv: Invocation,
     targets: TargetsArg,
     snapshot_id: Annotated[
-        int | None, typer.Option("--id", help="This snapshot (default: each latest)")
+        int | None,
+        typer.Option("--id", min=1, max=ID_MAX, help="This snapshot (default: each latest)"),
     ] = None,
     show_state: Annotated[
         bool, typer.Option("--show-state", help="Print each projection's restored state")

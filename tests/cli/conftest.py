@@ -40,6 +40,16 @@ class Result:
         assert len(lines) == 1, self.stderr
         return lines[0]
 
+    def usage_error(self, command: str) -> str:
+        """Checks a usage error: exit 2 and, on stderr, exactly one ``error:`` line and
+        the hint ``try 'COMMAND --help'``; returns the error line."""
+        assert self.exit_code == 2, (self.exit_code, self.stderr)
+        lines = self.stderr.splitlines()
+        assert len(lines) == 2, self.stderr
+        assert lines[0].startswith("error: "), self.stderr
+        assert lines[1] == f"try '{command} --help'", self.stderr
+        return lines[0]
+
 
 class CLI:
     """Runs ``pubsub`` in-process against one database file."""

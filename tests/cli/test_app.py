@@ -5,10 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 
+from pubsub_cli.app import app
 from pubsub_cli.context import Invocation, shared_options
+from pubsub_cli.times import ACCEPTED_FORMS
 
 from .conftest import CLI, pubsub_process
 
@@ -42,7 +46,8 @@ class TestBasics:
 
     def test_usage_error_is_2(self, cli: CLI) -> None:
         """An unknown option is a usage error, exit 2."""
-        assert cli("events", "list", "--nope").exit_code == 2
+        r = cli("events", "list", "--nope")
+        assert r.usage_error("pubsub events list").startswith("error: no such option --nope")
 
     @pytest.mark.parametrize(
         "since",
@@ -52,14 +57,162 @@ class TestBasics:
     def test_bad_since_is_usage_error(self, cli: CLI, flag: str, since: str) -> None:
         """A bad or out-of-range --since/--until exits 2 and shows the accepted forms."""
         r = cli("events", "list", flag, since)
-        assert r.exit_code == 2
-        assert "45s, 10m, 2h, 7d" in r.stderr
+        line = r.usage_error("pubsub events list")
+        assert line.startswith(f"error: {flag}: {since!r} ")
+        assert line.endswith(": use " + ACCEPTED_FORMS)
 
     def test_help_shows_env_vars(self, cli: CLI) -> None:
         """Important options show their environment variable."""
         r = cli("run", "--help")
         assert "PUBSUB_DB" in r.stdout
         assert "PUBSUB_GROUP" in r.stdout
+
+
+class TestUsageErrors:
+    """Every usage error is one line on stderr and a help hint, exit 2; help stays rich."""
+
+    @pytest.mark.parametrize(
+        ("args", "command", "line"),
+        [
+            (
+                ("replay", "x.py", "--since", "10x"),
+                "pubsub replay",
+                "error: --since: '10x' is not a time: use " + ACCEPTED_FORMS,
+            ),
+            (("replay",), "pubsub replay", "error: missing argument TARGET"),
+            (("nocmd",), "pubsub", "error: no such command 'nocmd'"),
+            (
+                ("events", "list", "--limit", "-1"),
+                "pubsub events list",
+                "error: --limit: must be >= 0",
+            ),
+            (
+                ("events", "list", "-n", "abc"),
+                "pubsub events list",
+                "error: --limit: not an integer",
+            ),
+            (
+                ("bench", "--store", "redis"),
+                "pubsub bench",
+                "error: --store: 'redis' is not one of 'memory', 'sqlite'",
+            ),
+            (
+                ("dlq", "list", "--status", "gone"),
+                "pubsub dlq list",
+                "error: --status: 'gone' is not one of 'open', 'resolved', 'all'",
+            ),
+            (
+                ("stats", "--json", "extra"),
+                "pubsub stats",
+                "error: got unexpected extra argument(s) (extra)",
+            ),
+        ],
+    )
+    def test_one_line(self, cli: CLI, args: tuple[str, ...], command: str, line: str) -> None:
+        """The message names the option (or argument) and says what is wrong."""
+        assert cli(*args).usage_error(command) == line
+
+    def test_env_value_names_the_variable(self, cli: CLI) -> None:
+        """A bad value from the environment names the variable and the value."""
+        r = cli("run", "x.py", env={"PUBSUB_GRACEFUL_TIMEOUT": "soon"})
+        assert r.usage_error("pubsub run") == "error: PUBSUB_GRACEFUL_TIMEOUT='soon': not a number"
+
+    def test_long_message_is_not_wrapped(self, tmp_path: Path) -> None:
+        """A real process on a narrow terminal still prints the message as one line."""
+        r = pubsub_process("replay", "x.py", "--since", "10x", cwd=tmp_path, env={"COLUMNS": "40"})
+        line = r.usage_error("pubsub replay")
+        assert line == "error: --since: '10x' is not a time: use " + ACCEPTED_FORMS
+        assert "╭" not in r.stderr
+
+    def test_help_is_still_rich(self, cli: CLI) -> None:
+        """--help keeps typer's panels."""
+        r = cli("replay", "--help")
+        assert r.exit_code == 0
+        assert "╭─ Options" in r.stdout
+        assert r.stderr == ""
+
+    def test_group_without_command_shows_help(self, cli: CLI) -> None:
+        """A group without its command prints the group's help, not an error line."""
+        r = cli("dlq")
+        assert r.exit_code == 2
+        assert "╭─ Commands" in r.stdout
+        assert "error:" not in r.stderr
+
+
+APP_DIR_COMMANDS: dict[str, tuple[str, ...]] = {  # command -> arguments besides --app-dir
+    "replay": ("x.py",),
+    "run": ("x.py",),
+    "publish": ("X", "--data", "{}"),
+    "dlq retry": ("1", "--app", "x.py"),
+    "snapshot create": ("x.py",),
+    "snapshot restore": ("x.py",),
+}
+
+
+def _commands_with(option: str) -> set[str]:
+    """The command paths (without 'pubsub') whose parameters include ``option``."""
+    found: set[str] = set()
+
+    def walk(command: Any, path: tuple[str, ...]) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, (*path, name))
+        if any(option in getattr(p, "opts", ()) for p in command.params):
+            found.add(" ".join(path))
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+class TestAppDir:
+    """--app-dir must name an existing folder, on every command that takes it."""
+
+    def test_list_is_complete(self) -> None:
+        """The cases below cover every command with --app-dir."""
+        assert _commands_with("--app-dir") == set(APP_DIR_COMMANDS)
+
+    @pytest.mark.parametrize("command", sorted(APP_DIR_COMMANDS))
+    def test_missing_folder(self, cli: CLI, command: str) -> None:
+        """A folder that does not exist is refused before anything is opened or created."""
+        r = cli(*command.split(), *APP_DIR_COMMANDS[command], "--app-dir", "nodir")
+        line = r.usage_error(f"pubsub {command}")
+        assert line == "error: --app-dir: folder 'nodir' does not exist"
+        assert not cli.db.exists()
+
+    def test_a_file_is_not_a_folder(self, cli: CLI, tmp_path: Path) -> None:
+        """A file given as --app-dir is refused too."""
+        (tmp_path / "handlers.py").write_text("")
+        r = cli("replay", "x.py", "--app-dir", "handlers.py")
+        assert (
+            r.usage_error("pubsub replay")
+            == "error: --app-dir: 'handlers.py' is a file, not a folder"
+        )
+
+
+class TestUnexpectedErrors:
+    """An exception the command line does not expect (a bug) is still one line."""
+
+    @pytest.fixture
+    def broken_stats(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        async def boom(store: object) -> dict[str, object]:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr("pubsub_cli.commands.stats._counts", boom)
+
+    def test_one_line_exit_1(self, cli: CLI, broken_stats: None) -> None:
+        """Exit 1 and one line that says it is unexpected; no traceback."""
+        r = cli("stats", "--store", "memory://")
+        assert r.exit_code == 1
+        assert r.stderr == (
+            "error: unexpected RuntimeError: boom (a bug in pubsub: please report it; "
+            "-v shows the traceback)\n"
+        )
+
+    def test_verbose_shows_traceback(self, cli: CLI, broken_stats: None) -> None:
+        """-v adds the traceback before the line."""
+        r = cli("-v", "stats", "--store", "memory://")
+        assert r.exit_code == 1
+        assert r.stderr.startswith("Traceback (most recent call last):")
+        assert r.stderr.splitlines()[-1].startswith("error: unexpected RuntimeError: boom")
 
 
 class TestProcess:

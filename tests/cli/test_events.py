@@ -89,4 +89,15 @@ class TestShow:
 
     def test_bad_ref(self, filled: CLI) -> None:
         """Something that is neither a number nor a UUID is a usage error."""
-        assert filled("events", "show", "abc").exit_code == 2
+        r = filled("events", "show", "abc")
+        assert r.usage_error("pubsub events show") == (
+            "error: SEQ|ID: 'abc' is neither a sequence number nor an event id (UUID)"
+        )
+
+    @pytest.mark.parametrize("ref", ["0", "-1", "99999999999999999999999"])
+    def test_seq_out_of_range(self, filled: CLI, ref: str) -> None:
+        """A sequence number below 1 or beyond 64 bits is a usage error, not a traceback."""
+        r = filled("events", "show", "--", ref)
+        assert r.usage_error("pubsub events show") == (
+            f"error: SEQ|ID: {ref!r} is not a sequence number: they run from 1 to {2**63 - 1}"
+        )

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pubsub_cli.settings import resolve_settings
+from pubsub_cli.settings import SettingsError, resolve_settings
 
-from .conftest import CLI
+from .conftest import CLI, EXAMPLES
 
 
 class TestResolution:
@@ -70,3 +70,107 @@ class TestThroughTheCLI:
         r = cli(*args)
         assert r.exit_code == 1
         assert "nowhere.db" in r.error_line
+
+
+class TestProjectFileErrors:
+    """A bad [tool.pubsub] is refused with one line naming the file and the key."""
+
+    @pytest.mark.parametrize(
+        ("toml", "problem"),
+        [
+            (
+                'graceful-timeout = "x"',
+                "[tool.pubsub] graceful-timeout: expected a number of seconds >= 0, "
+                "got a string 'x'",
+            ),
+            ("graceful-timeout = -1", "graceful-timeout: expected a number of seconds >= 0"),
+            ("graceful-timeout = true", "graceful-timeout: expected a number of seconds >= 0"),
+            ("db = 5", "[tool.pubsub] db: expected a path (a non-empty string), got an integer 5"),
+            ('group = ""', "group: expected a group name (a non-empty string), got a string ''"),
+            ("store = [1]", "store: expected a store URL (a non-empty string), got an array"),
+            (
+                'dbb = "x.db"',
+                "[tool.pubsub]: unknown key 'dbb'; known: db, store, group, app-dir, "
+                "graceful-timeout",
+            ),
+            ('app-dir = "nodir"', "[tool.pubsub] app-dir: 'nodir' is not a folder"),
+            ("db = ", "not valid TOML: Invalid value (at line 2, column 6)"),
+        ],
+    )
+    def test_resolve_refuses(self, tmp_path: Path, toml: str, problem: str) -> None:
+        """resolve_settings raises SettingsError with the file, the key and the problem."""
+        (tmp_path / "pyproject.toml").write_text(f"[tool.pubsub]\n{toml}\n")
+        with pytest.raises(SettingsError) as info:
+            resolve_settings(cwd=tmp_path)
+        assert str(info.value).startswith(str(tmp_path / "pyproject.toml"))
+        assert problem in str(info.value)
+
+    def test_underscore_spelling_accepted(self, tmp_path: Path) -> None:
+        """graceful_timeout is the same key as graceful-timeout."""
+        (tmp_path / "pyproject.toml").write_text("[tool.pubsub]\ngraceful_timeout = 3\n")
+        assert resolve_settings(cwd=tmp_path).graceful_timeout == 3.0
+
+    def test_not_a_table(self, tmp_path: Path) -> None:
+        """tool.pubsub must be a table."""
+        (tmp_path / "pyproject.toml").write_text("[tool]\npubsub = 3\n")
+        with pytest.raises(SettingsError, match=r"tool\.pubsub must be a table, got an integer"):
+            resolve_settings(cwd=tmp_path)
+
+    def test_other_tools_tables_are_ignored(self, tmp_path: Path) -> None:
+        """Only [tool.pubsub] is checked."""
+        (tmp_path / "pyproject.toml").write_text('[tool.ruff]\nwhatever = 1\n[project]\nname="x"\n')
+        assert resolve_settings(cwd=tmp_path).group == "default"
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ("events", "list"),
+            ("stats",),
+            ("publish", "--app", str(EXAMPLES / "orders.py"), "OrderShipped", "--data", "{}"),
+        ],
+    )
+    def test_cli_one_line_exit_2(self, cli: CLI, tmp_path: Path, args: tuple[str, ...]) -> None:
+        """Through the command line: exit 2, one line, no traceback, no store created."""
+        (tmp_path / "pyproject.toml").write_text('[tool.pubsub]\ngraceful-timeout = "x"\n')
+        r = cli(*args)
+        assert r.exit_code == 2
+        assert r.stderr == (
+            f"error: {tmp_path / 'pyproject.toml'} [tool.pubsub] graceful-timeout: "
+            "expected a number of seconds >= 0, got a string 'x'\n"
+        )
+        assert not cli.db.exists()
+
+
+class TestEnvironmentErrors:
+    """A bad PUBSUB_* value is a usage error naming the variable."""
+
+    @pytest.mark.parametrize(
+        ("env", "line"),
+        [
+            (
+                {"PUBSUB_STORE": "garbage"},
+                "error: PUBSUB_STORE='garbage': 'garbage' is not a store URL: use "
+                "sqlite:///path.db, memory:// or another scheme 'pubsub plugins list' shows",
+            ),
+            (
+                {"PUBSUB_APP_DIR": "nodir"},
+                "error: PUBSUB_APP_DIR='nodir': folder 'nodir' does not exist",
+            ),
+            (
+                {"PUBSUB_GRACEFUL_TIMEOUT": "-2"},
+                "error: PUBSUB_GRACEFUL_TIMEOUT='-2': must be >= 0",
+            ),
+        ],
+    )
+    def test_one_line(self, cli: CLI, env: dict[str, str], line: str) -> None:
+        """run reads all three; the message names the variable and its value."""
+        r = cli("run", "x.py", env=env)
+        hint = "pubsub" if "PUBSUB_STORE" in env else "pubsub run"  # --store is a root option
+        assert r.usage_error(hint) == line
+
+    def test_store_flag_checked_too(self, cli: CLI) -> None:
+        """--store on a command is checked the same way."""
+        r = cli("events", "list", "--store", "pubsub.db")
+        assert r.usage_error("pubsub events list").startswith(
+            "error: --store: 'pubsub.db' is not a store URL"
+        )

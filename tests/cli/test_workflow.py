@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from .conftest import CLI, EXAMPLES
 
 ORDERS = str(EXAMPLES / "orders.py")
 PROJECTION = str(EXAMPLES / "projection.py")
+BIG = "99999999999999999999999"  # beyond SQLite's 64-bit INTEGER
 
 
 def deliveries(log: Path) -> list[dict[str, object]]:
@@ -63,7 +65,20 @@ class TestRunOnce:
 
     def test_needs_target(self, cli: CLI) -> None:
         """run without TARGET is a usage error."""
-        assert cli("run").exit_code == 2
+        r = cli("run")
+        assert (
+            r.usage_error("pubsub run")
+            == "error: TARGET: give at least one TARGET or --plugin NAME"
+        )
+
+    @pytest.mark.parametrize("group", ["", "  "])
+    def test_empty_group(self, cli: CLI, group: str) -> None:
+        """An empty --group is refused: no checkpoint is saved under an empty name."""
+        r = cli("run", ORDERS, "--once", "--group", group)
+        assert (
+            r.usage_error("pubsub run") == "error: --group: a consumer group name cannot be empty"
+        )
+        assert not cli.db.exists()
 
 
 class TestDLQ:
@@ -121,7 +136,49 @@ class TestDLQ:
 
     def test_retry_needs_app(self, handled: CLI) -> None:
         """Re-driving without the handlers is a usage error."""
-        assert handled("dlq", "retry", "1").exit_code == 2
+        r = handled("dlq", "retry", "1")
+        assert r.usage_error("pubsub dlq retry") == (
+            "error: --app: re-driving needs the handlers: pass --app TARGET (or --plugin NAME)"
+        )
+
+    @pytest.mark.parametrize(
+        ("args", "line"),
+        [
+            (
+                (),
+                "error: nothing to retry: give dead-letter ids, or --all for every open one",
+            ),
+            (("1", "--all"), "error: give dead-letter ids or --all, not both"),
+            (("0",), "error: ID: must be >= 1"),
+            (("abc",), "error: ID: not an integer"),
+        ],
+    )
+    def test_retry_which(self, handled: CLI, args: tuple[str, ...], line: str) -> None:
+        """Neither ids nor --all, or both, or a bad id: one line that says which."""
+        before = handled("dlq", "list", "--status", "all", "--json").json()
+        r = handled("dlq", "retry", *args, "--app", ORDERS)
+        assert r.usage_error("pubsub dlq retry") == line
+        assert handled("dlq", "list", "--status", "all", "--json").json() == before
+
+    @pytest.mark.parametrize(
+        ("command", "args", "option"),
+        [
+            ("events list", ("--from-seq", BIG), "--from-seq"),
+            ("events list", ("--limit", BIG), "--limit"),
+            ("dlq list", ("--limit", BIG), "--limit"),
+            ("dlq show", (BIG,), "ID"),
+            ("dlq retry", (BIG, "--app", ORDERS), "ID"),
+            ("replay", (ORDERS, "--to-seq", BIG), "--to-seq"),
+            ("snapshot restore", (PROJECTION, "--id", BIG), "--id"),
+        ],
+    )
+    def test_numbers_beyond_64_bits(
+        self, handled: CLI, command: str, args: tuple[str, ...], option: str
+    ) -> None:
+        """Ids, sequence numbers and limits larger than the store's integers are usage
+        errors instead of an OverflowError traceback from SQLite."""
+        r = handled(*command.split(), *args)
+        assert r.usage_error(f"pubsub {command}") == f"error: {option}: must be <= {2**63 - 1}"
 
     def test_purge_needs_yes_when_piped(self, handled: CLI) -> None:
         """Without a terminal, purge refuses unless --yes."""
@@ -205,7 +262,61 @@ class TestReplay:
 
     def test_bad_since(self, handled: CLI) -> None:
         """A bad --since is a usage error."""
-        assert handled("replay", ORDERS, "--since", "last week").exit_code == 2
+        r = handled("replay", ORDERS, "--since", "last week")
+        assert r.usage_error("pubsub replay").startswith("error: --since: 'last week' is not")
+
+    def test_inverted_sequence_range(self, handled: CLI, tmp_path: Path) -> None:
+        """--from-seq after --to-seq is a usage error that says so; nothing is dispatched."""
+        log = tmp_path / "replay.jsonl"
+        r = handled(
+            "replay", ORDERS, "--from-seq", "3", "--to-seq", "1", env={"ORDERS_LOG": str(log)}
+        )
+        line = r.usage_error("pubsub replay")
+        assert line == "error: --from-seq 3 is after --to-seq 1: the sequence range is inverted"
+        assert not log.exists()
+
+    @pytest.mark.parametrize("command", [("replay", ORDERS), ("events", "list")])
+    def test_inverted_time_range(self, handled: CLI, command: tuple[str, ...]) -> None:
+        """--since later than --until is a usage error showing both resolved times."""
+        r = handled(*command, "--since", "2030-01-02T00:00Z", "--until", "2030-01-01T00:00Z")
+        line = r.usage_error(f"pubsub {command[0]}" + (" list" if command[0] == "events" else ""))
+        assert re.fullmatch(
+            r"error: --since '2030-01-02T00:00Z' \(2030-01-0[12] \d\d:\d\d:00\) is later than "
+            r"--until '2030-01-01T00:00Z' \(20(29-12-31|30-01-0[12]) \d\d:\d\d:00\): "
+            r"the time range is inverted",
+            line,
+        ), line
+
+    def test_equal_times_are_not_inverted(self, handled: CLI) -> None:
+        """--since equal to --until is a valid (if narrow) range."""
+        r = handled(
+            "replay", ORDERS, "--since", "2030-01-01T00:00Z", "--until", "2030-01-01T00:00Z"
+        )
+        assert r.exit_code == 0, r.stderr
+
+    def test_empty_range_summary(self, handled: CLI, tmp_path: Path) -> None:
+        """A valid range that selects nothing: a summary of 0 events, exit 0, no 'None'."""
+        log = tmp_path / "replay.jsonl"
+        r = handled("replay", ORDERS, "--from-seq", "30", env={"ORDERS_LOG": str(log)})
+        assert r.exit_code == 0, r.stderr
+        assert r.stdout.splitlines()[0] == (
+            "replayed 0 events: no stored event matches the selection (the log ends at seq 4)"
+        )
+        assert "None" not in r.stdout
+        assert not log.exists()
+        doc = handled("replay", ORDERS, "--since", "2030-01-01", "--json").json()
+        assert isinstance(doc, dict)
+        assert (doc["events"], doc["first_seq"], doc["last_seq"]) == (0, None, None)
+
+    def test_empty_range_dry_run(self, handled: CLI) -> None:
+        """The plan of an empty range says it is empty instead of 'None .. None'."""
+        r = handled("replay", ORDERS, "--from-seq", "30", "--dry-run")
+        assert r.exit_code == 0, r.stderr
+        assert (
+            "sequence range   empty: no stored event matches the selection "
+            "(the log ends at seq 4)" in r.stdout
+        )
+        assert "None" not in r.stdout
 
 
 class TestSnapshots:
