@@ -59,6 +59,17 @@ class _Range:
         }
 
 
+async def _size(store: EventStore, rng: _Range, log_end: int) -> int | None:
+    """How many events ``rng`` selects, when that is known without reading them."""
+    if rng.since is not None or rng.until is not None:
+        return None
+    if rng.types:
+        whole = rng.from_seq <= 1 and rng.to_seq is None
+        return await store.count(types=rng.types) if whole else None
+    end = log_end if rng.to_seq is None else min(rng.to_seq, log_end)
+    return max(0, end - rng.from_seq + 1)
+
+
 async def _plan(
     bus: EventBus, store: EventStore, rng: _Range, handlers: list[str] | None
 ) -> dict[str, Any]:
@@ -144,10 +155,13 @@ def replay(
                 raise SubscriptionError(
                     f"no handler named {unknown[0]!r} is loaded; loaded: {', '.join(sorted(known))}"
                 )
-        plan = await _plan(bus, s, rng, handler)
         if dry_run:
-            return plan, None
-        with out.progress(plan["events"], "replaying") as advance:
+            return await _plan(bus, s, rng, handler), None
+        # The real run does not read the range twice: the sequence is gap-free, so a
+        # range by sequence alone knows its size; other selections get a bar without
+        # a total.
+        plan = {"selection": rng.describe()}
+        with out.progress(await _size(s, rng, log_end), "replaying") as advance:
             done = 0
 
             def progress(n: int) -> None:
