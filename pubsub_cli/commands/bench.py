@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from core.bench import BenchConfig, run_benchmark
+from core.scenarios import FLOOR_OF, SCENARIOS, run_scenarios
 from pubsub_cli.context import Invocation, shared_options
 
 
@@ -35,6 +36,14 @@ def bench(
     ] = 16,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when a service level is missed")
+    ] = False,
+    scenarios: Annotated[
+        bool,
+        typer.Option(
+            "--scenarios",
+            help="Also measure the hot-path scenarios of benchmarks/peers.py, each "
+            "against its floor (uses --events; adds a minute or so)",
+        ),
     ] = False,
 ) -> None:
     """Measure throughput and dispatch overhead (p50/p99/max) against the service levels."""
@@ -79,6 +88,8 @@ def bench(
         ],
         "passed": report.passed,
     }
+    if scenarios:
+        doc["scenarios"] = _scenarios(inv, events)
     if inv.json:
         out.json(doc)
     else:
@@ -102,3 +113,40 @@ def bench(
     if strict and not report.passed:
         out.error("a service level was missed (--strict)")
         raise typer.Exit(1)
+
+
+def _scenarios(inv: Invocation, events: int) -> dict[str, dict[str, float]]:
+    """Run core.scenarios and, on a terminal, print its table; the JSON document gets
+    one entry per scenario."""
+    repeat = 5
+    with inv.out.progress(2 * len(SCENARIOS), "scenarios") as advance:
+        table = asyncio.run(run_scenarios(events, repeat, progress=advance))
+    rows: dict[str, dict[str, float]] = {}
+    for name in SCENARIOS:
+        ours = table["pubsub"][name]
+        floor_name = FLOOR_OF.get(name, name)
+        floor = table["floor"][floor_name]
+        rows[name] = {
+            "events_per_s": 1 / ours,
+            "us_per_event": ours * 1e6,
+            "floor_us_per_event": floor * 1e6,
+            "x_floor": ours / floor,
+        }
+    if not inv.json:
+        inv.out.table(
+            ("scenario", "events/s", "us/event", "floor us/event", "x floor"),
+            [
+                (
+                    name,
+                    f"{r['events_per_s']:,.0f}",
+                    f"{r['us_per_event']:.3f}",
+                    f"{r['floor_us_per_event']:.3f}",
+                    f"{r['x_floor']:.1f}x",
+                )
+                for name, r in rows.items()
+            ],
+            title=f"hot-path scenarios (in memory, no store; median of {repeat})",
+            caption="floor: a plain await/call of the same handler (ten for ten handlers; "
+            "a bare run_in_executor round trip for the executor)",
+        )
+    return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.bench import BenchConfig, run_benchmark
+from core.scenarios import SCENARIOS
 
 from .conftest import CLI
 
@@ -48,6 +49,24 @@ class TestBenchCommand:
         assert r.exit_code == 0, r.stderr
         assert "seed SLO" in r.stdout
         assert "> 10,000" in r.stdout
+
+    def test_scenarios_json(self, cli: CLI) -> None:
+        """--scenarios adds one entry per hot-path scenario, each with its floor."""
+        r = cli("bench", "--events", "200", "--scenarios", "--json")
+        assert r.exit_code == 0, r.stderr
+        doc = r.json()
+        assert isinstance(doc, dict)
+        assert list(doc["scenarios"]) == list(SCENARIOS)
+        for row in doc["scenarios"].values():
+            assert set(row) == {"events_per_s", "us_per_event", "floor_us_per_event", "x_floor"}
+            assert row["x_floor"] == pytest.approx(row["us_per_event"] / row["floor_us_per_event"])
+
+    def test_scenarios_table(self, cli: CLI) -> None:
+        """Without --json the scenarios are a second table."""
+        r = cli("bench", "--events", "200", "--scenarios")
+        assert r.exit_code == 0, r.stderr
+        assert "hot-path scenarios" in r.stdout
+        assert "10 async handlers" in r.stdout
 
     def test_bad_store(self, cli: CLI) -> None:
         """An unknown --store is a usage error."""
