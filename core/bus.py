@@ -24,14 +24,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any, TypeVar
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from .clock import Clock, RandomSource, system_clock, system_random
 from .dispatch import Failure, Middleware, Route, Runner, run_plain_route, run_route
 from .errors import (
     BusClosedError,
+    ChecksumMismatchError,
     EventDecodeError,
     EventError,
+    GroupLockedError,
     SubscriptionError,
     SyncPublishInLoopError,
 )
@@ -205,6 +207,7 @@ class EventBus:
         self._commit_lock: asyncio.Lock | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._follow_pos = 0
+        self._lost: GroupLockedError | None = None
         self._window: asyncio.Semaphore | None = None
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._start_lock: asyncio.Lock | None = None
@@ -683,7 +686,7 @@ class EventBus:
 
     async def _commit(self) -> None:
         progress = self._progress
-        if progress is None or self._store is None or not progress.dirty:
+        if progress is None or self._store is None or not progress.dirty or self._lost:
             return
         if self._commit_lock is None:
             self._commit_lock = asyncio.Lock()
@@ -728,21 +731,49 @@ class EventBus:
                 self._heartbeat = asyncio.get_running_loop().create_task(self._renew_lease())
             self._started = True
         if self._consume:
-            await self.catch_up()
+            try:
+                await self.catch_up()
+            except BaseException:
+                # A consumer that cannot start must not keep the group locked.
+                await self.aclose()
+                raise
 
     async def _renew_lease(self) -> None:
-        while True:
+        while self._lease is not None:
             await asyncio.sleep(self.lease_ttl / 3)
-            if self._lease is None or self._store is None:
-                return
-            try:
-                self._lease = await self._store.renew_lease(self._lease, self.lease_ttl)
-            except Exception as exc:
-                self._internal_error("lease heartbeat", exc)
+            await self._heartbeat_once()
+
+    async def _heartbeat_once(self) -> None:
+        """Renew the lease. When another consumer holds it (ours expired: this process
+        stalled past the TTL), this bus stops consuming at once: two live consumers of
+        one group would both move its checkpoint."""
+        if self._lease is None or self._store is None:
+            return
+        try:
+            self._lease = await self._store.renew_lease(self._lease, self.lease_ttl)
+        except GroupLockedError as exc:
+            self._lose_lease(exc)
+        except Exception as exc:  # reported; the next beat tries again before expiry
+            self._internal_error("lease heartbeat", exc)
+
+    def _lose_lease(self, exc: GroupLockedError) -> None:
+        self._internal_error(
+            f"lease of group {self.group!r} lost: this bus stopped consuming "
+            "(its unfinished events are delivered again by the new holder)",
+            exc,
+        )
+        self._lease = None
+        self._lost = exc
+        self._consume = False  # publish still appends; the new holder dispatches
+        for task in list(self._tasks):
+            task.cancel()
 
     async def catch_up(self) -> int:
         """Dispatch every stored event this consumer has not seen yet (at least once
-        after a crash); returns how many were dispatched."""
+        after a crash); returns how many were dispatched. Raises GroupLockedError
+        once this bus lost its lease to another consumer."""
+        if self._lost is not None:
+            raise self._lost
         if not self._consume:
             return 0
         if not self._started:
@@ -751,15 +782,33 @@ class EventBus:
         assert self._store is not None
         assert self._progress is not None
         count = 0
-        async for record in self._store.read(from_seq=self._follow_pos + 1):
-            self._follow_pos = max(self._follow_pos, record.seq)
-            if record.seq > self._counters.last_seq:
-                self._counters.last_seq = record.seq
-            if self._progress.seen(record.seq):
-                continue
-            await self._dispatch_record_windowed(record)
-            count += 1
-        return count
+        while True:
+            try:
+                async for record in self._store.read(from_seq=self._follow_pos + 1):
+                    self._passed(record.seq)
+                    if self._progress.seen(record.seq):
+                        continue
+                    await self._dispatch_record_windowed(record)
+                    count += 1
+                return count
+            except ChecksumMismatchError as exc:
+                if exc.seq <= self._follow_pos:
+                    raise  # not past what we read: do not loop on it
+                # A corrupt record is a dead letter like an undecodable one; the read
+                # goes on after it (the rest of the log is intact).
+                self._passed(exc.seq)
+                if not self._progress.seen(exc.seq):
+                    self._progress.start(exc.seq)
+                    self._progress.finish(exc.seq, [_corrupt_letter(exc, self.group)])
+                    self._counters.dead_lettered += 1
+                    self._schedule_commit()
+                    count += 1
+
+    def _passed(self, seq: int) -> None:
+        """Catch-up read past ``seq``."""
+        self._follow_pos = max(self._follow_pos, seq)
+        if seq > self._counters.last_seq:
+            self._counters.last_seq = seq
 
     async def _dispatch_record_windowed(self, record: StoredEvent) -> None:
         assert self._window is not None
@@ -1084,6 +1133,30 @@ def _decode_letter(
         seq=record.seq,
         group=group,
         source=source,
+    )
+
+
+def _corrupt_letter(exc: ChecksumMismatchError, group: str | None) -> DeadLetter:
+    """The dead letter of a record whose payload failed its checksum: its id and
+    payload cannot be trusted, so the entry names the sequence number (nil id)."""
+    import traceback as tb
+
+    now = datetime.now(UTC)
+    return DeadLetter(
+        event_id=UUID(int=0),
+        event_type=exc.type_name,
+        handler=DECODE_HANDLER,
+        reason=DeadLetterReason.DECODE_ERROR,
+        error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        message=str(exc),
+        traceback="".join(tb.format_exception(exc)),
+        attempts=1,
+        first_failure_at=now,
+        last_failure_at=now,
+        payload={},
+        seq=exc.seq,
+        group=group,
+        source="live",
     )
 
 
