@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from .clock import Clock, RandomSource, system_clock, system_random
+from .codec import encode
 from .dispatch import Failure, Middleware, Route, Runner, run_plain_route, run_route
 from .errors import (
     BusClosedError,
@@ -1171,6 +1172,9 @@ def _check_event(event: object) -> None:
             None,
             "is not a frozen dataclass: decorate it with @dataclass(frozen=True, slots=True)",
         )
+    # What a store would refuse (NaN, infinity, integers beyond 64 bits, unpaired
+    # surrogates) is refused in development mode without a store too.
+    encode(event)
 
 
 def _check_signature(sub: Subscription[Any]) -> None:

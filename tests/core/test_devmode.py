@@ -22,6 +22,12 @@ class Letter(Event, type_name="tests.core.devmode.Letter"):
 
 
 @dataclass(frozen=True, slots=True)
+class Measured(Event, type_name="tests.core.devmode.Measured"):
+    value: float = 0.0
+    count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class NotAnEvent:
     ref: str = ""
 
@@ -70,6 +76,8 @@ class TestEventChecks:
             pytest.param(NotAnEvent(), "is not an Event", id="not-an-event"),
             pytest.param({"ref": "x"}, "is not an Event", id="a-dict"),
             pytest.param(Undecorated(), "frozen", id="undecorated-subclass"),
+            pytest.param(Measured(value=float("nan")), "value", id="nan-without-a-store"),
+            pytest.param(Measured(count=2**64), "count", id="int-beyond-64-bits"),
         ],
     )
     async def test_bad_events_are_refused_at_publish(self, event: Any, message: str) -> None:
