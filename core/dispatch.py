@@ -263,7 +263,16 @@ class Runner:
 class Route:
     """The runners that match one concrete event type, with their recorders."""
 
-    __slots__ = ("all_plain", "every_plain", "names", "plain", "published", "runners", "single")
+    __slots__ = (
+        "all_async",
+        "all_plain",
+        "every_plain",
+        "names",
+        "plain",
+        "published",
+        "runners",
+        "single",
+    )
 
     def __init__(
         self,
@@ -277,6 +286,7 @@ class Route:
         # Several handlers, none with a policy: publish runs them with run_plain_route.
         self.every_plain = all(runner.plain for runner, _ in runners)
         self.all_plain = len(runners) > 1 and self.every_plain
+        self.all_async = self.every_plain and all(runner.is_async for runner, _ in runners)
         self.names = tuple(runner.name for runner, _ in runners)
         self.published = published
 
@@ -338,63 +348,109 @@ async def _finish_plain(
     return runner.succeeded_once(rec, t0)
 
 
+def _start_plain(
+    runner: Runner, rec: HandlerRecorder, event: Event, tasks: set[asyncio.Task[Any]], t0: float
+) -> HandlerOutcome | asyncio.Task[HandlerOutcome] | None:
+    """Start one plain handler eagerly: None when it finished (ok), its failure, or
+    the task that finishes it when it suspended."""
+    try:
+        if not runner.is_async:  # an inline sync handler
+            runner.fn(event)
+            return None
+        coro = runner.fn(event)
+        yielded = coro.send(None)
+    except StopIteration:
+        return None
+    except Exception as exc:
+        return runner.failed_once(rec, exc, t0)
+    task = asyncio.get_running_loop().create_task(_finish_plain(runner, rec, coro, yielded, t0))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return task
+
+
+async def _plain_outcomes(
+    route: Route,
+    event: Event,
+    tasks: set[asyncio.Task[Any]],
+    durations: list[float],
+    first: HandlerOutcome | asyncio.Task[HandlerOutcome],
+) -> list[HandlerOutcome]:
+    """The rest of a plain route after its first exception to the rule: handler
+    ``len(durations)`` failed (``first`` is its outcome) or suspended (``first`` is its
+    task). Runs the remaining handlers, waits for the suspended ones and returns every
+    outcome in subscription order."""
+    outcomes: list[Any] = [
+        HandlerOutcome(name, _OK, 1, d) for name, d in zip(route.names, durations, strict=False)
+    ]
+    waiting: list[tuple[int, asyncio.Task[HandlerOutcome]]] = []
+    item: HandlerOutcome | asyncio.Task[HandlerOutcome] | None = first
+    t = perf_counter()
+    for index in range(len(durations), len(route.runners)):
+        if index > len(durations):
+            runner, rec = route.runners[index]
+            item = _start_plain(runner, rec, event, tasks, t)
+        now = perf_counter()
+        if item is None:
+            runner, rec = route.runners[index]
+            rec.succeeded(now - t)
+            outcomes.append(HandlerOutcome(runner.name, _OK, 1, now - t))
+        elif isinstance(item, asyncio.Task):
+            waiting.append((index, item))
+            outcomes.append(None)  # replaced by the task's outcome below
+        else:
+            outcomes.append(item)
+        t = now
+    for index, task in waiting:
+        outcomes[index] = await _outcome_of(task, route.names[index])
+    return outcomes
+
+
 async def run_plain_route(
     route: Route, event: Event, tasks: set[asyncio.Task[Any]]
 ) -> tuple[list[float], list[HandlerOutcome] | None]:
     """``run_route`` for a route whose handlers are all plain (async, or sync marked
-    inline; no policy), called with the dispatch context already set. Each handler is started
-    eagerly by driving its coroutine directly (no ``Runner.run`` layer); one clock
-    reading ends a handler's duration and starts the next one's. Returns the durations
-    and None when every handler finished without suspending and without failing (the
-    common case, whose outcomes the caller builds lazily); otherwise the full list of
-    outcomes, in subscription order, after waiting for the suspended handlers."""
+    inline; no policy), called with the dispatch context already set. Each handler is
+    started eagerly in the caller's task (no ``Runner.run`` layer); one clock reading
+    ends a handler's duration and starts the next one's. Returns the durations and None
+    when every handler finished without suspending or failing (the common case, whose
+    outcomes the caller builds lazily); otherwise every outcome, in subscription order,
+    once the suspended handlers finished."""
     durations: list[float] = []
-    outcomes: list[Any] | None = None
-    waiting: list[tuple[int, asyncio.Task[HandlerOutcome]]] = []
     t = perf_counter()
-    for index, (runner, rec) in enumerate(route.runners):
-        coro: Any = None
-        outcome: HandlerOutcome | None = None
-        try:
-            if runner.is_async:
+    if route.all_async:
+        # The lean loop for async handlers: on success nothing but the clock, the
+        # recorder and the duration; the first failure or suspension hands the rest
+        # of the route to _plain_outcomes.
+        for runner, rec in route.runners:
+            try:
                 coro = runner.fn(event)
                 yielded = coro.send(None)
-            else:  # an inline sync handler
-                runner.fn(event)
-        except StopIteration:
-            coro = None
-        except Exception as exc:
-            outcome = runner.failed_once(rec, exc, t)
-        if outcome is None and coro is None:  # finished without suspending or failing
-            now = perf_counter()
-            duration = now - t
-            t = now
-            rec.succeeded(duration)
-            durations.append(duration)
-            if outcomes is not None:
-                outcomes.append(HandlerOutcome(runner.name, _OK, 1, duration))
-            continue
-        if outcome is None:  # suspended: a task finishes it
-            task = asyncio.get_running_loop().create_task(
-                _finish_plain(runner, rec, coro, yielded, t)
-            )
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            waiting.append((index, task))
-            # A placeholder, replaced by the task's outcome below.
-            outcome = HandlerOutcome(runner.name, OutcomeStatus.CANCELLED, 1, 0.0)
-        if outcomes is None:  # the first exception to the rule: outcomes from now on
-            outcomes = [
-                HandlerOutcome(name, _OK, 1, d)
-                for name, d in zip(route.names, durations, strict=False)
-            ]
-        outcomes.append(outcome)
-        durations.append(0.0)
-        t = perf_counter()
-    if outcomes is not None:
-        for index, task in waiting:
-            outcomes[index] = await _outcome_of(task, route.names[index])
-    return durations, outcomes
+            except StopIteration:
+                now = perf_counter()
+                rec.succeeded(now - t)
+                durations.append(now - t)
+                t = now
+                continue
+            except Exception as exc:
+                first: Any = runner.failed_once(rec, exc, t)
+            else:
+                first = asyncio.get_running_loop().create_task(
+                    _finish_plain(runner, rec, coro, yielded, t)
+                )
+                tasks.add(first)
+                first.add_done_callback(tasks.discard)
+            return durations, await _plain_outcomes(route, event, tasks, durations, first)
+        return durations, None
+    for runner, rec in route.runners:
+        item = _start_plain(runner, rec, event, tasks, t)
+        if item is not None:
+            return durations, await _plain_outcomes(route, event, tasks, durations, item)
+        now = perf_counter()
+        rec.succeeded(now - t)
+        durations.append(now - t)
+        t = now
+    return durations, None
 
 
 async def run_route(
