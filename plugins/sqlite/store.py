@@ -303,11 +303,15 @@ class SQLiteEventStore:
         limit: int | None = None,
         batch_size: int = 1000,
     ) -> AsyncIterator[StoredEvent]:
+        records.int64("from_seq", from_seq)
+        records.int64("batch_size", batch_size)
+        if limit is not None:
+            records.int64("limit", limit)
         clauses = ["seq > ?"]
         params: list[Any] = []
         if to_seq is not None:
             clauses.append("seq <= ?")
-            params.append(to_seq)
+            params.append(records.int64("to_seq", to_seq))
         if since is not None:
             clauses.append("appended_at >= ?")
             params.append(records.micros(since))
@@ -361,7 +365,7 @@ class SQLiteEventStore:
         return batch[0] if batch else None
 
     async def get(self, seq: int) -> StoredEvent | None:
-        return await self._one("seq = ?", (seq,))
+        return await self._one("seq = ?", (records.int64("seq", seq),))
 
     async def get_by_id(self, event_id: UUID) -> StoredEvent | None:
         return await self._one("event_id = ?", (event_id.bytes,))
@@ -406,7 +410,8 @@ class SQLiteEventStore:
     async def commit_progress(
         self, group: str, seq: int, dead_letters: Sequence[DeadLetter] = ()
     ) -> None:
-        rows = [records.dead_letter_row(e) for e in dead_letters]
+        records.int64("seq", seq)
+        rows = _dead_letter_rows(dead_letters)
         now = time.time_ns() // 1000
         await self._write_link().run(transactions.commit_progress, group, seq, rows, now)
 
@@ -454,7 +459,7 @@ class SQLiteEventStore:
     # -- dead letters -----------------------------------------------------------------
 
     async def add_dead_letters(self, entries: Sequence[DeadLetter]) -> list[int]:
-        rows = [records.dead_letter_row(e) for e in entries]
+        rows = _dead_letter_rows(entries)
         return await self._write_link().run(transactions.add_dead_letters, rows)
 
     async def list_dead_letters(
@@ -477,7 +482,7 @@ class SQLiteEventStore:
         sql = f"SELECT {records.DLQ_COLUMNS} FROM dead_letters WHERE {' AND '.join(clauses)} ORDER BY id"
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(limit)
+            params.append(records.int64("limit", limit))
         rows = await self._reader.run(records.fetch_all, sql, params)
         return [records.dead_letter(row) for row in rows]
 
@@ -485,13 +490,14 @@ class SQLiteEventStore:
         rows = await self._reader.run(
             records.fetch_all,
             f"SELECT {records.DLQ_COLUMNS} FROM dead_letters WHERE id = ?",
-            (entry_id,),
+            (records.int64("entry_id", entry_id),),
         )
         if not rows:
             raise DeadLetterNotFoundError(entry_id)
         return records.dead_letter(rows[0])
 
     async def resolve_dead_letter(self, entry_id: int, resolution: str, at: datetime) -> bool:
+        records.int64("entry_id", entry_id)
         changed = await self._write_link().run(
             transactions.execute,
             "UPDATE dead_letters SET status = ?, resolved_at = ?, resolution = ? "
@@ -506,6 +512,7 @@ class SQLiteEventStore:
     async def record_dead_letter_failure(
         self, entry_id: int, *, error_type: str, message: str, traceback: str, at: datetime
     ) -> None:
+        records.int64("entry_id", entry_id)
         changed = await self._write_link().run(
             transactions.execute,
             "UPDATE dead_letters SET attempts = attempts + 1, error_type = ?, message = ?, "
@@ -541,6 +548,7 @@ class SQLiteEventStore:
     # -- snapshots --------------------------------------------------------------------
 
     async def save_snapshot(self, name: str, seq: int, state: Mapping[str, Any]) -> Snapshot:
+        records.int64("seq", seq)
         blob = orjson.dumps(dict(state))
         created = datetime.now(UTC)
         snap_id = await self._write_link().run(
@@ -565,8 +573,12 @@ class SQLiteEventStore:
         return await self._snapshots("name = ?", (name,), "ORDER BY id")
 
     async def load_snapshot(self, snapshot_id: int) -> Snapshot | None:
-        found = await self._snapshots("id = ?", (snapshot_id,), "")
+        found = await self._snapshots("id = ?", (records.int64("snapshot_id", snapshot_id),), "")
         return found[0] if found else None
+
+
+def _dead_letter_rows(entries: Sequence[DeadLetter]) -> list[tuple[Any, ...]]:
+    return [records.dead_letter_row(e, f"dead_letters[{i}]") for i, e in enumerate(entries)]
 
 
 def _forget(future: asyncio.Future[Any]) -> None:
