@@ -4,8 +4,10 @@ Open it with ``await open_sqlite_store("sqlite:///path/to/events.db")`` (three s
 a relative path, four for an absolute one) or through ``core.entrypoints.open_store``.
 Query options: ``synchronous=FULL`` (default: a returned append survives power loss) or
 ``NORMAL`` (survives a process crash, not power loss), ``mode=ro`` (or ``readonly=1``:
-reads only, appends refused), ``busy_timeout`` (seconds, default 5) and
-``max_page_count`` (a size cap in pages).
+reads only, appends refused; it also reads a store in a directory this user cannot write,
+see ``_open_reader``), ``busy_timeout`` (seconds, default 5) and ``max_page_count`` (a
+size cap in pages). Integer arguments beyond SQLite's 64 bits are a ValueError naming
+the argument.
 
 The file is checked through a read-only connection before anything writes to it (see
 ``schema``). The store then keeps two connections in WAL mode: one for writes, fed by the
@@ -47,7 +49,7 @@ from core.store import (
 )
 
 from . import records, schema, transactions
-from .connection import Link, connect, store_error
+from .connection import Link, connect, not_writable, store_error
 from .writer import GroupCommitWriter
 
 __all__ = ["SQLiteEventStore", "SQLiteStoreStatistics", "open_sqlite_store"]
@@ -102,6 +104,54 @@ def _option_float(url: str, options: Mapping[str, str], name: str, default: floa
     if value < 0:
         raise StoreUnavailableError(url, f"option {name}={text!r} must be a number >= 0")
     return value
+
+
+async def _configured_reader(uri: str, location: str, busy_ms: int) -> tuple[Link, str | None]:
+    reader = await connect(uri, location)
+    try:
+        await reader.run(transactions.configure_reader, busy_ms)
+        problem = await reader.run(transactions.probe_reader)
+    except BaseException:
+        await reader.aclose()
+        raise
+    return reader, problem
+
+
+def _immutable_refusal(path: Path, problem: str) -> tuple[str, str | None]:
+    """Why this user cannot create the -shm file, and why the store may not be read
+    without it (None when it may: no -wal, or an empty one)."""
+    cause = not_writable(path)
+    if cause is None:
+        return "", f"cannot read: SQLite cannot set up {path.name}-shm ({problem})"
+    wal = Path(f"{path}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return cause, schema.wal_unreadable(path, cause)
+    return cause, None
+
+
+async def _open_reader(uri: str, path: Path, location: str, busy_ms: int) -> Link:
+    """The connection of a read-only store.
+
+    In WAL mode even a reader needs the -shm file, and SQLite creates it when it is
+    missing; in a directory this user cannot write it cannot. The file alone then holds
+    the whole store exactly when no -wal file exists or it is empty (nothing waits to be
+    checkpointed), and the store is opened ``immutable=1``: SQLite reads the file without
+    any locking or -shm. Such a reader does not see appends made after it opened and must
+    not be kept open while someone else writes the store. When the -wal holds changes the
+    open is refused: reading the file alone would silently miss them.
+    """
+    reader, problem = await _configured_reader(f"{uri}?mode=ro", location, busy_ms)
+    if problem is None:
+        return reader
+    await reader.aclose()
+    cause, refusal = await asyncio.to_thread(_immutable_refusal, path, problem)
+    if refusal is not None:
+        raise StoreUnavailableError(location, refusal)
+    reader, problem = await _configured_reader(f"{uri}?mode=ro&immutable=1", location, busy_ms)
+    if problem is not None:  # pragma: no cover - immutable reads never set up a WAL index
+        await reader.aclose()
+        raise StoreUnavailableError(location, f"cannot read: {cause} ({problem})")
+    return reader
 
 
 class SQLiteEventStore:
@@ -170,12 +220,7 @@ class SQLiteEventStore:
                     f"has schema version {found.version} and needs an upgrade to "
                     f"{schema.SCHEMA_VERSION}: open it once without mode=ro",
                 )
-            reader = await connect(f"{uri}?mode=ro", location)
-            try:
-                await reader.run(transactions.configure_reader, busy_ms)
-            except BaseException:
-                await reader.aclose()
-                raise
+            reader = await _open_reader(uri, path, location, busy_ms)
             return cls(url, path, None, reader, synchronous=synchronous, wall_clock=wall_clock)
 
         if found.state is schema.FileState.NEW:
