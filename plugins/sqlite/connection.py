@@ -17,18 +17,26 @@ No ``sqlite3.Error`` leaves this package raw: ``store_error`` turns each into a
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import aiosqlite
 
 from core.errors import StoreUnavailableError
 
-__all__ = ["Link", "connect", "store_error"]
+__all__ = ["SHM_UNAVAILABLE", "Link", "connect", "not_writable", "store_error"]
 
 T = TypeVar("T")
+
+# What SQLite says when a read-only connection cannot set up the WAL index (the -shm
+# file) because it may not create it: the store's directory is not writable.
+SHM_UNAVAILABLE = frozenset(
+    {"SQLITE_READONLY_DIRECTORY", "SQLITE_READONLY_CANTINIT", "SQLITE_CANTOPEN"}
+)
 
 
 def store_error(location: str, exc: BaseException) -> StoreUnavailableError:
@@ -43,7 +51,7 @@ def store_error(location: str, exc: BaseException) -> StoreUnavailableError:
             "nothing already committed was lost"
         )
     elif "readonly" in lowered or "read-only" in lowered:
-        problem = f"cannot write: the store is read-only ({text}); open it read-write"
+        problem = _read_only_problem(location, exc, text)
     elif "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
         problem = f"the file is corrupt ({text}); run 'pubsub check' or restore a backup"
     elif "locked" in lowered or "busy" in lowered:
@@ -53,6 +61,47 @@ def store_error(location: str, exc: BaseException) -> StoreUnavailableError:
     else:
         problem = f"sqlite error: {text}"
     return StoreUnavailableError(location, problem)
+
+
+def _writable(path: Path) -> bool:
+    effective = os.access in os.supports_effective_ids
+    return os.access(path, os.W_OK, effective_ids=effective)
+
+
+def not_writable(path: Path) -> str | None:
+    """What stops this user writing the store at ``path`` (the file, its directory, a
+    read-only file system), in words; None when nothing visible does."""
+    directory = path.parent
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return f"the file system holding {directory} is mounted read-only"
+    except OSError:
+        return None
+    blocked = []
+    if path.exists() and not _writable(path):
+        blocked.append("the file")
+    if not _writable(directory):
+        blocked.append(
+            f"the directory {directory} (SQLite creates {path.name}-wal and {path.name}-shm there)"
+        )
+    if not blocked:
+        return None
+    return (
+        f"{' and '.join(blocked)} {'is' if len(blocked) == 1 else 'are'} not writable by this user"
+    )
+
+
+def _read_only_problem(location: str, exc: BaseException, text: str) -> str:
+    if getattr(exc, "sqlite_errorname", "") == "SQLITE_READONLY_DBMOVED":
+        return f"cannot write: the file was moved or deleted while open ({text}); open it again"
+    path = Path(location)
+    cause = not_writable(path) if "://" not in location and path.parent.is_dir() else None
+    if cause is None:
+        return (
+            f"cannot write: the store is read-only ({text}); check the permissions of the "
+            "file and its directory, or open it with ?mode=ro to read it"
+        )
+    return f"cannot write: {cause} ({text}); open it with ?mode=ro to read it"
 
 
 class Link:

@@ -34,6 +34,7 @@ __all__ = [
     "event_row",
     "fetch_all",
     "fetch_records",
+    "int64",
     "micros",
     "snapshot",
     "to_records",
@@ -50,6 +51,20 @@ DLQ_COLUMNS = (
     "first_failure_at, last_failure_at, payload, seq, group_name, source, status, "
     "resolved_at, resolution"
 )
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def int64(name: str, value: int) -> int:
+    """``value`` if SQLite can store it (a signed 64-bit integer), else a one-line
+    ValueError naming the argument (sqlite3 would raise a bare OverflowError)."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(
+            f"{name} must be a 64-bit integer, from {INT64_MIN} to {INT64_MAX} "
+            f"(got a {value.bit_length()}-bit {'negative ' if value < 0 else ''}integer)"
+        )
+    return value
 
 
 def micros(moment: datetime) -> int:
@@ -201,7 +216,11 @@ def fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list
     return conn.execute(sql, params).fetchall()
 
 
-def dead_letter_row(entry: DeadLetter) -> tuple[Any, ...]:
+def dead_letter_row(entry: DeadLetter, name: str = "dead letter") -> tuple[Any, ...]:
+    """The row of ``entry``; its integers are checked, named ``{name}.seq`` and so on."""
+    int64(f"{name}.attempts", entry.attempts)
+    if entry.seq is not None:
+        int64(f"{name}.seq", entry.seq)
     return (
         entry.event_id.bytes,
         entry.event_type,

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from core.errors import NotAStoreError, SchemaVersionError, StoreUnavailableError
 
+from .connection import SHM_UNAVAILABLE, not_writable
+
 __all__ = [
     "APPLICATION_ID",
     "MIGRATIONS",
@@ -28,6 +30,7 @@ __all__ = [
     "create_private_file",
     "inspect",
     "migrate",
+    "wal_unreadable",
 ]
 
 APPLICATION_ID = 0x50756253  # "PubS" in ASCII: marks a pubsub store
@@ -138,7 +141,8 @@ def inspect(path: Path, location: str) -> Inspection:
         raise StoreUnavailableError(location, f"cannot read the file: {exc.strerror}") from None
     if not header.startswith(SQLITE_MAGIC) or len(header) < 108:
         raise NotAStoreError(location, "is not a pubsub store (not an SQLite database)")
-    if any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-journal")):
+    wal = Path(f"{path}-wal")
+    if Path(f"{path}-journal").exists() or (wal.exists() and wal.stat().st_size > 0):
         # The journal may hold a newer first page than the file: ask SQLite, read-only.
         app_id, version, objects = _ask_sqlite(path, location)
     else:
@@ -167,10 +171,26 @@ def _ask_sqlite(path: Path, location: str) -> tuple[int, int, int]:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     except sqlite3.DatabaseError as exc:
+        cause = None
+        if getattr(exc, "sqlite_errorname", "") in SHM_UNAVAILABLE:
+            cause = not_writable(path)
+        if cause is not None:
+            raise StoreUnavailableError(location, wal_unreadable(path, cause)) from None
         raise NotAStoreError(location, f"is not a pubsub store (unreadable: {exc})") from None
     finally:
         conn.close()
     return int(app_id), int(version), int(objects)
+
+
+def wal_unreadable(path: Path, cause: str) -> str:
+    """Why a store whose -wal holds changes cannot be read by a user who cannot create
+    its -shm file, and what to do."""
+    return (
+        f"cannot read: {cause}, and {path.name}-wal holds changes not yet checkpointed into "
+        "the file, which SQLite cannot read without creating "
+        f"{path.name}-shm; open the store once read-write as a user who can write the "
+        "directory (its last close checkpoints them), then mode=ro can read it"
+    )
 
 
 def create_private_file(path: Path) -> None:

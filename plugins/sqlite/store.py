@@ -4,8 +4,10 @@ Open it with ``await open_sqlite_store("sqlite:///path/to/events.db")`` (three s
 a relative path, four for an absolute one) or through ``core.entrypoints.open_store``.
 Query options: ``synchronous=FULL`` (default: a returned append survives power loss) or
 ``NORMAL`` (survives a process crash, not power loss), ``mode=ro`` (or ``readonly=1``:
-reads only, appends refused), ``busy_timeout`` (seconds, default 5) and
-``max_page_count`` (a size cap in pages).
+reads only, appends refused; it also reads a store in a directory this user cannot write,
+see ``_open_reader``), ``busy_timeout`` (seconds, default 5) and ``max_page_count`` (a
+size cap in pages). Integer arguments beyond SQLite's 64 bits are a ValueError naming
+the argument.
 
 The file is checked through a read-only connection before anything writes to it (see
 ``schema``). The store then keeps two connections in WAL mode: one for writes, fed by the
@@ -47,7 +49,7 @@ from core.store import (
 )
 
 from . import records, schema, transactions
-from .connection import Link, connect, store_error
+from .connection import Link, connect, not_writable, store_error
 from .writer import GroupCommitWriter
 
 __all__ = ["SQLiteEventStore", "SQLiteStoreStatistics", "open_sqlite_store"]
@@ -102,6 +104,54 @@ def _option_float(url: str, options: Mapping[str, str], name: str, default: floa
     if value < 0:
         raise StoreUnavailableError(url, f"option {name}={text!r} must be a number >= 0")
     return value
+
+
+async def _configured_reader(uri: str, location: str, busy_ms: int) -> tuple[Link, str | None]:
+    reader = await connect(uri, location)
+    try:
+        await reader.run(transactions.configure_reader, busy_ms)
+        problem = await reader.run(transactions.probe_reader)
+    except BaseException:
+        await reader.aclose()
+        raise
+    return reader, problem
+
+
+def _immutable_refusal(path: Path, problem: str) -> tuple[str, str | None]:
+    """Why this user cannot create the -shm file, and why the store may not be read
+    without it (None when it may: no -wal, or an empty one)."""
+    cause = not_writable(path)
+    if cause is None:
+        return "", f"cannot read: SQLite cannot set up {path.name}-shm ({problem})"
+    wal = Path(f"{path}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return cause, schema.wal_unreadable(path, cause)
+    return cause, None
+
+
+async def _open_reader(uri: str, path: Path, location: str, busy_ms: int) -> Link:
+    """The connection of a read-only store.
+
+    In WAL mode even a reader needs the -shm file, and SQLite creates it when it is
+    missing; in a directory this user cannot write it cannot. The file alone then holds
+    the whole store exactly when no -wal file exists or it is empty (nothing waits to be
+    checkpointed), and the store is opened ``immutable=1``: SQLite reads the file without
+    any locking or -shm. Such a reader does not see appends made after it opened and must
+    not be kept open while someone else writes the store. When the -wal holds changes the
+    open is refused: reading the file alone would silently miss them.
+    """
+    reader, problem = await _configured_reader(f"{uri}?mode=ro", location, busy_ms)
+    if problem is None:
+        return reader
+    await reader.aclose()
+    cause, refusal = await asyncio.to_thread(_immutable_refusal, path, problem)
+    if refusal is not None:
+        raise StoreUnavailableError(location, refusal)
+    reader, problem = await _configured_reader(f"{uri}?mode=ro&immutable=1", location, busy_ms)
+    if problem is not None:  # pragma: no cover - immutable reads never set up a WAL index
+        await reader.aclose()
+        raise StoreUnavailableError(location, f"cannot read: {cause} ({problem})")
+    return reader
 
 
 class SQLiteEventStore:
@@ -170,12 +220,7 @@ class SQLiteEventStore:
                     f"has schema version {found.version} and needs an upgrade to "
                     f"{schema.SCHEMA_VERSION}: open it once without mode=ro",
                 )
-            reader = await connect(f"{uri}?mode=ro", location)
-            try:
-                await reader.run(transactions.configure_reader, busy_ms)
-            except BaseException:
-                await reader.aclose()
-                raise
+            reader = await _open_reader(uri, path, location, busy_ms)
             return cls(url, path, None, reader, synchronous=synchronous, wall_clock=wall_clock)
 
         if found.state is schema.FileState.NEW:
@@ -303,11 +348,15 @@ class SQLiteEventStore:
         limit: int | None = None,
         batch_size: int = 1000,
     ) -> AsyncIterator[StoredEvent]:
+        records.int64("from_seq", from_seq)
+        records.int64("batch_size", batch_size)
+        if limit is not None:
+            records.int64("limit", limit)
         clauses = ["seq > ?"]
         params: list[Any] = []
         if to_seq is not None:
             clauses.append("seq <= ?")
-            params.append(to_seq)
+            params.append(records.int64("to_seq", to_seq))
         if since is not None:
             clauses.append("appended_at >= ?")
             params.append(records.micros(since))
@@ -361,7 +410,7 @@ class SQLiteEventStore:
         return batch[0] if batch else None
 
     async def get(self, seq: int) -> StoredEvent | None:
-        return await self._one("seq = ?", (seq,))
+        return await self._one("seq = ?", (records.int64("seq", seq),))
 
     async def get_by_id(self, event_id: UUID) -> StoredEvent | None:
         return await self._one("event_id = ?", (event_id.bytes,))
@@ -406,7 +455,8 @@ class SQLiteEventStore:
     async def commit_progress(
         self, group: str, seq: int, dead_letters: Sequence[DeadLetter] = ()
     ) -> None:
-        rows = [records.dead_letter_row(e) for e in dead_letters]
+        records.int64("seq", seq)
+        rows = _dead_letter_rows(dead_letters)
         now = time.time_ns() // 1000
         await self._write_link().run(transactions.commit_progress, group, seq, rows, now)
 
@@ -454,7 +504,7 @@ class SQLiteEventStore:
     # -- dead letters -----------------------------------------------------------------
 
     async def add_dead_letters(self, entries: Sequence[DeadLetter]) -> list[int]:
-        rows = [records.dead_letter_row(e) for e in entries]
+        rows = _dead_letter_rows(entries)
         return await self._write_link().run(transactions.add_dead_letters, rows)
 
     async def list_dead_letters(
@@ -477,7 +527,7 @@ class SQLiteEventStore:
         sql = f"SELECT {records.DLQ_COLUMNS} FROM dead_letters WHERE {' AND '.join(clauses)} ORDER BY id"
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(limit)
+            params.append(records.int64("limit", limit))
         rows = await self._reader.run(records.fetch_all, sql, params)
         return [records.dead_letter(row) for row in rows]
 
@@ -485,13 +535,14 @@ class SQLiteEventStore:
         rows = await self._reader.run(
             records.fetch_all,
             f"SELECT {records.DLQ_COLUMNS} FROM dead_letters WHERE id = ?",
-            (entry_id,),
+            (records.int64("entry_id", entry_id),),
         )
         if not rows:
             raise DeadLetterNotFoundError(entry_id)
         return records.dead_letter(rows[0])
 
     async def resolve_dead_letter(self, entry_id: int, resolution: str, at: datetime) -> bool:
+        records.int64("entry_id", entry_id)
         changed = await self._write_link().run(
             transactions.execute,
             "UPDATE dead_letters SET status = ?, resolved_at = ?, resolution = ? "
@@ -506,6 +557,7 @@ class SQLiteEventStore:
     async def record_dead_letter_failure(
         self, entry_id: int, *, error_type: str, message: str, traceback: str, at: datetime
     ) -> None:
+        records.int64("entry_id", entry_id)
         changed = await self._write_link().run(
             transactions.execute,
             "UPDATE dead_letters SET attempts = attempts + 1, error_type = ?, message = ?, "
@@ -541,6 +593,7 @@ class SQLiteEventStore:
     # -- snapshots --------------------------------------------------------------------
 
     async def save_snapshot(self, name: str, seq: int, state: Mapping[str, Any]) -> Snapshot:
+        records.int64("seq", seq)
         blob = orjson.dumps(dict(state))
         created = datetime.now(UTC)
         snap_id = await self._write_link().run(
@@ -565,8 +618,12 @@ class SQLiteEventStore:
         return await self._snapshots("name = ?", (name,), "ORDER BY id")
 
     async def load_snapshot(self, snapshot_id: int) -> Snapshot | None:
-        found = await self._snapshots("id = ?", (snapshot_id,), "")
+        found = await self._snapshots("id = ?", (records.int64("snapshot_id", snapshot_id),), "")
         return found[0] if found else None
+
+
+def _dead_letter_rows(entries: Sequence[DeadLetter]) -> list[tuple[Any, ...]]:
+    return [records.dead_letter_row(e, f"dead_letters[{i}]") for i, e in enumerate(entries)]
 
 
 def _forget(future: asyncio.Future[Any]) -> None:

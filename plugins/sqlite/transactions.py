@@ -16,6 +16,7 @@ from core.errors import GroupLockedError
 from core.store import Lease
 
 from . import schema
+from .connection import SHM_UNAVAILABLE
 
 __all__ = [
     "acquire_lease",
@@ -26,6 +27,7 @@ __all__ = [
     "execute",
     "execute_pragma",
     "insert_returning",
+    "probe_reader",
     "read_pragmas",
 ]
 
@@ -157,3 +159,17 @@ def configure_writer(
 def configure_reader(conn: sqlite3.Connection, busy_ms: int) -> None:
     conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
     conn.execute("PRAGMA query_only = 1")
+
+
+def probe_reader(conn: sqlite3.Connection) -> str | None:
+    """Read the schema once, so that a store that cannot be read shows now, not at the
+    first query. Returns SQLite's error name when the WAL index cannot be set up
+    (``SHM_UNAVAILABLE``); any other error is raised."""
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    except sqlite3.OperationalError as exc:
+        name = getattr(exc, "sqlite_errorname", "")
+        if name in SHM_UNAVAILABLE:
+            return str(name)
+        raise
+    return None

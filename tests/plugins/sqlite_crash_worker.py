@@ -4,8 +4,9 @@ killed with SIGKILL, and the harness that kills it and checks what survived.
 As a script (the child):
 
     python sqlite_crash_worker.py publish DB [--tasks N]
-        N tasks append Tick events one by one, forever; after each append returns the
-        task prints "SEQ EVENT_ID" (flushed), so every printed line is a promise.
+        N tasks publish Tick events one by one, forever, through the durable publish path
+        (``EventBus(store, consume=False).publish_async``); after each publish returns
+        the task prints "SEQ EVENT_ID" (flushed), so every printed line is a promise.
     python sqlite_crash_worker.py consume DB [--once]
         an EventBus consumer of group "crash" prints "EVENT_ID" for each event handled;
         with --once it catches up, closes cleanly and exits.
@@ -34,6 +35,7 @@ sys.path.insert(0, str(HERE))
 
 from sqlite_events import Tick  # noqa: E402
 
+from core import EventBus  # noqa: E402
 from plugins.sqlite import open_sqlite_store  # noqa: E402
 
 GROUP = "crash"
@@ -45,13 +47,16 @@ HOLDER = "crash-consumer"  # one holder name, so a restarted consumer takes its 
 
 async def publish(db: Path, tasks: int) -> None:
     store = await open_sqlite_store(f"sqlite:///{db}")
+    bus = EventBus(store, consume=False)  # a publisher: it appends, the consumer dispatches
 
     async def one_task(task: int) -> None:
         n = 0
         while True:
             n += 1
             event = Tick(n, note=f"task-{task}")
-            [result] = await store.append([event])
+            result = await bus.publish_async(event)
+            if result.seq is None or result.duplicate:
+                raise SystemExit(f"publish_async returned no new seq for {event.id}: {result}")
             sys.stdout.write(f"{result.seq} {event.id}\n")
             sys.stdout.flush()
 
@@ -59,8 +64,6 @@ async def publish(db: Path, tasks: int) -> None:
 
 
 async def consume(db: Path, once: bool) -> None:
-    from core.bus import EventBus
-
     store = await open_sqlite_store(f"sqlite:///{db}")
     bus = EventBus(store=store, group=GROUP, holder=HOLDER, lease_ttl=60.0)
 

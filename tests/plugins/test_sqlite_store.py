@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import sqlite3
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -108,6 +110,13 @@ async def fill(path: Path, n: int, *, note: str = "", query: str = "") -> None:
 @dataclass(frozen=True, slots=True)
 class TickWithCount(Event, type_name="sqlite_test.tick_with_count"):
     count: int
+
+
+NOW = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+async def list_of(records: AsyncIterator[Any]) -> list[Any]:
+    return [r async for r in records]
 
 
 def letter(seq: int, traceback: str = "tb") -> DeadLetter:
@@ -461,3 +470,67 @@ class TestExports:
         }
         assert sorted(package.__all__) == package.__all__
         assert set(package.__all__) == public
+
+
+class TestIntegerRange:
+    """SQLite integers are 64-bit: a larger seq, limit or id is refused with a ValueError
+    naming the argument, not a raw OverflowError from sqlite3, and nothing is written."""
+
+    BIG = 2**63
+
+    @pytest.mark.parametrize(
+        ("name", "call"),
+        [
+            pytest.param("to_seq", lambda s, n: list_of(s.read(to_seq=n)), id="read-to_seq"),
+            pytest.param("from_seq", lambda s, n: list_of(s.read(from_seq=n + 1)), id="from"),
+            pytest.param("limit", lambda s, n: list_of(s.read(limit=n)), id="read-limit"),
+            pytest.param("batch_size", lambda s, n: list_of(s.read(batch_size=n)), id="batch"),
+            pytest.param("seq", lambda s, n: s.get(n), id="get"),
+            pytest.param("seq", lambda s, n: s.commit_progress("g", n), id="commit_progress"),
+            pytest.param("seq", lambda s, n: s.save_snapshot("p", n, {}), id="save_snapshot"),
+            pytest.param("snapshot_id", lambda s, n: s.load_snapshot(n), id="load_snapshot"),
+            pytest.param("entry_id", lambda s, n: s.get_dead_letter(n), id="get_dead_letter"),
+            pytest.param("entry_id", lambda s, n: s.resolve_dead_letter(n, "r", NOW), id="resolve"),
+            pytest.param(
+                "entry_id",
+                lambda s, n: s.record_dead_letter_failure(
+                    n, error_type="E", message="m", traceback="t", at=NOW
+                ),
+                id="record_failure",
+            ),
+            pytest.param("limit", lambda s, n: s.list_dead_letters(limit=n), id="list-limit"),
+            pytest.param(
+                "dead_letters[0].seq",
+                lambda s, n: s.add_dead_letters([letter(n)]),
+                id="add_dead_letters",
+            ),
+            pytest.param(
+                "dead_letters[0].seq",
+                lambda s, n: s.commit_progress("g", 1, [letter(n)]),
+                id="commit_progress-letter",
+            ),
+        ],
+    )
+    @pytest.mark.parametrize("sign", [1, -2], ids=["too-big", "too-small"])
+    async def test_out_of_range_is_a_value_error(
+        self, store: SQLiteEventStore, name: str, call: Any, sign: int
+    ) -> None:
+        await store.append([Tick(1)])
+        with pytest.raises(ValueError, match=rf"^{re.escape(name)} ") as info:
+            await call(store, sign * self.BIG)
+        assert not isinstance(info.value, OverflowError)
+        assert "\n" not in str(info.value)
+        assert "64-bit" in str(info.value)
+        assert await store.load_checkpoint("g") == 0
+        assert await store.count_dead_letters(None) == 0
+        assert await store.list_snapshots() == []
+        assert [r.seq async for r in store.read()] == [1]
+
+    async def test_the_largest_64_bit_values_still_work(self, store: SQLiteEventStore) -> None:
+        await store.append([Tick(1)])
+        top = 2**63 - 1
+        assert await store.get(top) is None
+        assert [r.seq async for r in store.read(to_seq=top, limit=top, batch_size=top)] == [1]
+        assert [r.seq async for r in store.read(from_seq=-top)] == [1]
+        assert await store.load_snapshot(top) is None
+        assert await store.list_dead_letters(limit=top) == []
