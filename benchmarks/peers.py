@@ -9,8 +9,10 @@ Scenarios (each system does what it can express; the rest is marked n/a):
 
 An event counts as done when every handler has run: awaiting systems are awaited per
 event; fire-and-forget emitters (pyee) emit the whole batch and then wait until the last
-handler ran. Each figure is the median of ``--repeat`` runs; the floor (a plain
-``await handler(event)`` loop, or a plain call for sync) is measured in the same run.
+handler ran. Each figure is the median of ``--repeat`` runs, taken round-robin (every
+case once per round, so drift in machine load weighs on all systems alike); the floor
+(a plain ``await handler(event)`` loop, or a plain call for sync) is measured in the
+same run.
 Peers that are not installed are skipped with a note (``pip install -e '.[bench]'``).
 
     python benchmarks/peers.py [--events 50000] [--repeat 5] [--json]
@@ -37,7 +39,7 @@ from core.scenarios import (
     ScenarioBase,
     ScenarioDerived,
     floor_cases,
-    measure,
+    measure_interleaved,
     pubsub_cases,
     timed_loop,
     timed_sync_loop,
@@ -219,12 +221,13 @@ async def run_all(events: int, repeat: int, only: list[str] | None) -> dict[str,
             systems[name] = factory(counter)
         except Exception as exc:  # a peer that fails to set up is reported, not fatal
             skipped[name] = f"setup failed: {type(exc).__name__}: {exc}"
-    table: dict[str, dict[str, float | None]] = {}
-    for system, cases in systems.items():
-        row: dict[str, float | None] = {}
-        for label, case in cases.items():
-            row[label] = await measure(case, events, repeat)
-        table[system] = row
+    flat = {
+        (system, label): case for system, cases in systems.items() for label, case in cases.items()
+    }
+    medians = await measure_interleaved(flat, events, repeat)
+    table: dict[str, dict[str, float | None]] = {system: {} for system in systems}
+    for (system, label), seconds in medians.items():
+        table[system][label] = seconds
     for bus in buses:
         await bus.aclose()
     for stop in _CLEANUP:

@@ -37,6 +37,7 @@ __all__ = [
     "ScenarioDerived",
     "floor_cases",
     "measure",
+    "measure_interleaved",
     "pubsub_cases",
     "run_scenarios",
     "timed_loop",
@@ -177,26 +178,52 @@ async def measure(case: Case, events: int, repeat: int) -> float:
     return statistics.median(times) / n
 
 
+async def measure_interleaved(
+    cases: dict[tuple[str, str], Case],
+    events: int,
+    repeat: int,
+    progress: Callable[[int], None] | None = None,
+) -> dict[tuple[str, str], float]:
+    """Median seconds per event of every case, measured round-robin: each repetition
+    runs every case once, so a machine that gets busier or quieter during the run
+    weighs on every system alike instead of on whichever was measured last.
+    ``progress(1)`` after each case's warm-up and after each round."""
+    sizes = {key: max(200, events // divisor) for key, (_, divisor) in cases.items()}
+    for key, (run, _) in cases.items():
+        await run(min(sizes[key], 1000))  # warm-up: caches, routes, code paths
+        if progress is not None:
+            progress(1)
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in cases}
+    for _ in range(repeat):
+        for key, (run, _) in cases.items():
+            times[key].append(await run(sizes[key]) / sizes[key])
+        if progress is not None:
+            progress(1)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
 async def run_scenarios(
     events: int = 50_000, repeat: int = 5, *, progress: Callable[[int], None] | None = None
 ) -> dict[str, dict[str, float]]:
     """Seconds per event, ``{"pubsub": {scenario: s}, "floor": {scenario: s}}``, with
-    the floor's keys as in ``floor_cases``. ``progress(1)`` after each figure."""
+    the floor's keys as in ``floor_cases``, measured round-robin (see
+    ``measure_interleaved``)."""
     counter = Counter()
     buses: list[EventBus] = []
-    table: dict[str, dict[str, float]] = {}
-    try:
-        for system, cases in (
+    cases = {
+        (system, label): case
+        for system, row in (
             ("floor", floor_cases(counter)),
             ("pubsub", pubsub_cases(counter, buses)),
-        ):
-            row: dict[str, float] = {}
-            for label, case in cases.items():
-                row[label] = await measure(case, events, repeat)
-                if progress is not None:
-                    progress(1)
-            table[system] = row
+        )
+        for label, case in row.items()
+    }
+    try:
+        medians = await measure_interleaved(cases, events, repeat, progress)
     finally:
         for bus in buses:
             await bus.aclose()
+    table: dict[str, dict[str, float]] = {"floor": {}, "pubsub": {}}
+    for (system, label), seconds in medians.items():
+        table[system][label] = seconds
     return table

@@ -119,7 +119,7 @@ def _scenarios(inv: Invocation, events: int) -> dict[str, dict[str, float]]:
     """Run core.scenarios and, on a terminal, print its table; the JSON document gets
     one entry per scenario."""
     repeat = 5
-    with inv.out.progress(2 * len(SCENARIOS), "scenarios") as advance:
+    with inv.out.progress(2 * len(SCENARIOS) + repeat, "scenarios") as advance:
         table = asyncio.run(run_scenarios(events, repeat, progress=advance))
     rows: dict[str, dict[str, float]] = {}
     for name in SCENARIOS:

@@ -45,6 +45,7 @@ INTERNAL = {
         "ScenarioDerived",
         "floor_cases",
         "measure",
+        "measure_interleaved",
         "pubsub_cases",
         "run_scenarios",
         "timed_loop",
