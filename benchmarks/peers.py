@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import importlib.util
 import sys
 import time
@@ -41,6 +40,7 @@ from core.scenarios import (
     floor_cases,
     measure_interleaved,
     pubsub_cases,
+    quiet_gc,
     timed_loop,
     timed_sync_loop,
 )
@@ -99,12 +99,12 @@ def pyee_cases(counter: Counter) -> dict[str, Case]:
             counter.n = 0
             counter.target = n * handlers
             counter.done = asyncio.Event()
-            gc.collect()
-            t0 = time.perf_counter()
-            for e in events:
-                emitter.emit("tick", e)
-            await counter.done.wait()
-            elapsed = time.perf_counter() - t0
+            with quiet_gc():
+                t0 = time.perf_counter()
+                for e in events:
+                    emitter.emit("tick", e)
+                await counter.done.wait()
+                elapsed = time.perf_counter() - t0
             counter.done = None
             return elapsed
 

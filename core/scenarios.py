@@ -17,10 +17,11 @@ after a warm-up; they are measurements, never assertions of a unit test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "measure",
     "measure_interleaved",
     "pubsub_cases",
+    "quiet_gc",
     "run_scenarios",
     "timed_loop",
     "timed_sync_loop",
@@ -85,14 +87,29 @@ Runner = Callable[[int], Awaitable[float]]  # runs n events, returns seconds
 Case = tuple[Runner, int]  # runner and how many events it runs
 
 
+@contextlib.contextmanager
+def quiet_gc() -> Iterator[None]:
+    """Collect, then keep the cyclic collector off while timing (as ``timeit`` does):
+    otherwise a full collection triggered by one system's long-lived garbage (a peer's
+    event history, say) lands on whichever system happens to be running."""
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def timed_loop(call: Callable[[Any], Awaitable[Any]], make: Callable[[int], Any]) -> Runner:
     async def run(n: int) -> float:
         events = [make(i) for i in range(n)]
-        gc.collect()
-        t0 = time.perf_counter()
-        for e in events:
-            await call(e)
-        return time.perf_counter() - t0
+        with quiet_gc():
+            t0 = time.perf_counter()
+            for e in events:
+                await call(e)
+            return time.perf_counter() - t0
 
     return run
 
@@ -100,11 +117,11 @@ def timed_loop(call: Callable[[Any], Awaitable[Any]], make: Callable[[int], Any]
 def timed_sync_loop(call: Callable[[Any], Any], make: Callable[[int], Any]) -> Runner:
     async def run(n: int) -> float:
         events = [make(i) for i in range(n)]
-        gc.collect()
-        t0 = time.perf_counter()
-        for e in events:
-            call(e)
-        return time.perf_counter() - t0
+        with quiet_gc():
+            t0 = time.perf_counter()
+            for e in events:
+                call(e)
+            return time.perf_counter() - t0
 
     return run
 

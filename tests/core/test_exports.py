@@ -47,6 +47,7 @@ INTERNAL = {
         "measure",
         "measure_interleaved",
         "pubsub_cases",
+        "quiet_gc",
         "run_scenarios",
         "timed_loop",
         "timed_sync_loop",
