@@ -57,7 +57,7 @@ from .metrics import (
 )
 from .policies import BreakerPolicy, BreakerState, CircuitBreaker, RetryPolicy
 from .progress import GroupProgress
-from .results import HandlerOutcome, OutcomeStatus, PublishResult, _CompletedResult
+from .results import HandlerOutcome, OutcomeStatus, PublishResult, _CompletedResult, _OneOk
 from .routing import Handler, Router, Subscription
 from .store import DeadLetter, DeadLetterQueue, DeadLetterReason, EventStore, Lease, StoredEvent
 
@@ -476,7 +476,7 @@ class EventBus:
                 rec.succeeded(duration)
                 self._counters.published += 1
                 self._counters.ok += 1
-                return _CompletedResult(event, route.names, [duration])
+                return _OneOk(event, runner.name, duration)
             if route.all_plain:
                 return await self._publish_plain_many(event, route, raise_on_error)
             return await self._finish_unlogged(

@@ -155,3 +155,35 @@ class _CompletedResult(PublishResult):
 
     def __len__(self) -> int:
         return len(self._names)
+
+
+class _OneOk(PublishResult):
+    """``_CompletedResult`` for the single-handler hot path: one name, one duration,
+    no list to allocate."""
+
+    __slots__ = ("_duration", "_name")
+    seq = None
+    duplicate = False
+
+    def __init__(self, event: Event, name: str, duration: float) -> None:
+        self.event = event
+        self._name = name
+        self._duration = duration
+        self._outcomes = ()
+
+    @property
+    def outcomes(self) -> Sequence[HandlerOutcome]:
+        if not self._outcomes:
+            self._outcomes = (HandlerOutcome(self._name, OutcomeStatus.OK, 1, self._duration),)
+        return self._outcomes
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+    @property
+    def failures(self) -> list[HandlerOutcome]:
+        return []
+
+    def __len__(self) -> int:
+        return 1

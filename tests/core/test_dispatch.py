@@ -268,6 +268,33 @@ class TestFailureIsolation:
         assert [o.status for o in result] == [OutcomeStatus.FAILED, OutcomeStatus.OK]
 
 
+class TestOnePlainHandler:
+    async def test_result_of_the_hot_path_reads_like_any_other(self) -> None:
+        """One plain handler: the result is ok, has one outcome naming the handler with
+        the duration the metrics recorded, built once, and no seq (no store)."""
+
+        async def only(event: Ping) -> None:
+            pass
+
+        bus = EventBus()
+        bus.subscribe(Ping, name="only")(only)
+        result = await bus.publish_async(Ping())
+        assert (result.ok, len(result), result.failures, result.seq, result.duplicate) == (
+            True,
+            1,
+            [],
+            None,
+            False,
+        )
+        (outcome,) = result.outcomes
+        assert (outcome.handler, outcome.status, outcome.attempts) == ("only", OutcomeStatus.OK, 1)
+        assert result.outcomes is result.outcomes
+        snapshot = bus.metrics.snapshot()["handlers"]["only"]
+        assert snapshot["duration"]["max"] == outcome.duration
+        assert "only" in repr(result)
+        await bus.aclose()
+
+
 class TestSeveralPlainHandlers:
     """Several async handlers without a policy take publish's many-handler hot path."""
 
