@@ -16,6 +16,7 @@ import inspect
 import logging
 import os
 import socket
+import traceback
 import typing
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Sequence
@@ -25,6 +26,8 @@ from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
+
+import orjson
 
 from .clock import Clock, RandomSource, system_clock, system_random
 from .codec import encode
@@ -1081,13 +1084,11 @@ class EventBus:
         return decode(entry.event_type, entry.payload, registry=self.registry)
 
     async def _redrive_failed(self, entry_id: int, error: BaseException) -> None:
-        import traceback as tb
-
         await self.dead_letters.record_dead_letter_failure(
             entry_id,
             error_type=f"{type(error).__module__}.{type(error).__qualname__}",
             message=str(error),
-            traceback="".join(tb.format_exception(error)),
+            traceback="".join(traceback.format_exception(error)),
             at=datetime.now(UTC),
         )
 
@@ -1108,56 +1109,49 @@ def _bind(
 def _decode_letter(
     record: StoredEvent, exc: BaseException, group: str | None, source: str
 ) -> DeadLetter:
-    import traceback as tb
-
-    now = datetime.now(UTC)
+    """The dead letter of a stored event that could not be decoded."""
     try:
-        import orjson
-
         payload = orjson.loads(record.payload)
         if not isinstance(payload, dict):
             payload = {"raw": payload}
     except Exception:
         payload = {"raw": record.payload.decode("utf-8", "replace")}
-    return DeadLetter(
-        event_id=record.event_id,
-        event_type=record.type_name,
-        handler=DECODE_HANDLER,
-        reason=DeadLetterReason.DECODE_ERROR,
-        error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-        message=str(exc),
-        traceback="".join(tb.format_exception(exc)),
-        attempts=1,
-        first_failure_at=now,
-        last_failure_at=now,
-        payload=payload,
-        seq=record.seq,
-        group=group,
-        source=source,
+    return _undeliverable(
+        record.event_id, record.type_name, record.seq, exc, payload, group, source
     )
 
 
 def _corrupt_letter(exc: ChecksumMismatchError, group: str | None) -> DeadLetter:
     """The dead letter of a record whose payload failed its checksum: its id and
     payload cannot be trusted, so the entry names the sequence number (nil id)."""
-    import traceback as tb
+    return _undeliverable(UUID(int=0), exc.type_name, exc.seq, exc, {}, group, "live")
 
+
+def _undeliverable(
+    event_id: UUID,
+    event_type: str,
+    seq: int,
+    exc: BaseException,
+    payload: dict[str, Any],
+    group: str | None,
+    source: str,
+) -> DeadLetter:
     now = datetime.now(UTC)
     return DeadLetter(
-        event_id=UUID(int=0),
-        event_type=exc.type_name,
+        event_id=event_id,
+        event_type=event_type,
         handler=DECODE_HANDLER,
         reason=DeadLetterReason.DECODE_ERROR,
         error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
         message=str(exc),
-        traceback="".join(tb.format_exception(exc)),
+        traceback="".join(traceback.format_exception(exc)),
         attempts=1,
         first_failure_at=now,
         last_failure_at=now,
-        payload={},
-        seq=exc.seq,
+        payload=payload,
+        seq=seq,
         group=group,
-        source="live",
+        source=source,
     )
 
 

@@ -157,13 +157,11 @@ class _CompletedResult(PublishResult):
         return len(self._names)
 
 
-class _OneOk(PublishResult):
+class _OneOk(_CompletedResult):
     """``_CompletedResult`` for the single-handler hot path: one name, one duration,
     no list to allocate."""
 
     __slots__ = ("_duration", "_name")
-    seq = None
-    duplicate = False
 
     def __init__(self, event: Event, name: str, duration: float) -> None:
         self.event = event
@@ -176,14 +174,6 @@ class _OneOk(PublishResult):
         if not self._outcomes:
             self._outcomes = (HandlerOutcome(self._name, OutcomeStatus.OK, 1, self._duration),)
         return self._outcomes
-
-    @property
-    def ok(self) -> bool:
-        return True
-
-    @property
-    def failures(self) -> list[HandlerOutcome]:
-        return []
 
     def __len__(self) -> int:
         return 1
