@@ -1,6 +1,7 @@
 """Dispatch benchmark: the bus's in-memory publish path against the floor, in one run.
 
-Measures, in one process and one run (median of ``--repeat`` repetitions each):
+Measures, in one process and one run (median of ``--repeat`` repetitions each, taken
+round-robin with the cyclic collector off while timing):
 
 * the floor: ``await handler(event)`` in a plain loop;
 * ``publish_async`` with 1 async handler, 10 async handlers, 1 sync handler (executor)
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import statistics
 import sys
 import time
@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from core import Event, EventBus
+from core.scenarios import quiet_gc
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +55,11 @@ def _make_bus(handlers: int, *, sync: bool = False, inline: bool = False) -> Eve
 
 
 async def _loop(call: Callable[[Tick], Awaitable[Any]], events: list[Tick]) -> float:
-    gc.collect()
-    t0 = time.perf_counter()
-    for event in events:
-        await call(event)
-    return time.perf_counter() - t0
+    with quiet_gc():
+        t0 = time.perf_counter()
+        for event in events:
+            await call(event)
+        return time.perf_counter() - t0
 
 
 async def _latencies(call: Callable[[Tick], Awaitable[Any]], events: list[Tick]) -> list[float]:
@@ -102,11 +103,18 @@ async def run(events: int, repeat: int) -> dict[str, Any]:
         cases[label] = (bus.publish_async, evs, bus)
 
     results: dict[str, dict[str, float]] = {}
-    for label, (call, evs, _) in cases.items():
+    for call, evs, _ in cases.values():
         await _loop(call, evs[: min(len(evs), 2000)])  # warm up caches
-        times = [await _loop(call, evs) for _ in range(repeat)]
-        per_event = statistics.median(times) / len(evs)
-        lat = await _latencies(call, evs[: min(len(evs), 20000)])
+    # Round-robin: every case once per round, so load drift on a shared machine
+    # weighs on the floor and on pubsub alike.
+    times: dict[str, list[float]] = {label: [] for label in cases}
+    for _ in range(repeat):
+        for label, (call, evs, _) in cases.items():
+            times[label].append(await _loop(call, evs))
+    for label, (call, evs, _) in cases.items():
+        per_event = statistics.median(times[label]) / len(evs)
+        with quiet_gc():
+            lat = await _latencies(call, evs[: min(len(evs), 20000)])
         results[label] = {
             "events": len(evs),
             "events_per_s": 1.0 / per_event,
