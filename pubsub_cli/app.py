@@ -124,7 +124,15 @@ def root(
     obj.quiet = quiet and not verbose
     obj.db = db
     obj.store = store
+    obj.db_from_env = _from_env(ctx, "db")
+    obj.store_from_env = _from_env(ctx, "store")
     obj.output = Output(quiet=obj.quiet, verbose=verbose > 0)
+
+
+def _from_env(ctx: typer.Context, name: str) -> bool:
+    """Whether the root option ``name`` was read from its environment variable."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "ENVIRONMENT"
 
 
 app.add_typer(events.app, name="events")

@@ -61,7 +61,7 @@ ID_MAX = 2**63 - 1
 _DB_HELP = (
     "SQLite store file (default ./pubsub.db, or db in the tool.pubsub table of pyproject.toml)"
 )
-_STORE_HELP = "Store URL of any registered store (sqlite:///path.db, memory://); wins over --db"
+_STORE_HELP = "Store URL of any registered store (sqlite:///path.db, memory://); from the same source, wins over --db"
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -138,6 +138,8 @@ class CLIState:
     quiet: bool = False
     db: Path | None = None
     store: str | None = None
+    db_from_env: bool = False  # the root's db/store were read from PUBSUB_DB/PUBSUB_STORE
+    store_from_env: bool = False
     output: Output = field(default_factory=Output)
 
     def settings(
@@ -153,6 +155,8 @@ class CLIState:
         return resolve_settings(
             db=db if db is not None else self.db,
             store=store if store is not None else self.store,
+            db_from_env=db is None and self.db_from_env,
+            store_from_env=store is None and self.store_from_env,
             group=group,
             app_dir=app_dir,
             graceful_timeout=graceful_timeout,
