@@ -11,15 +11,17 @@ only read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import re
+import sys
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
+from typing import Annotated, Any, Concatenate, ParamSpec, TextIO, TypeVar
 
 import typer
 
@@ -192,10 +194,17 @@ class Invocation:
     its settings (its own ``--db``/``--store``/``--app-dir``, then the root's, then env
     and project), and the steps most commands take with them."""
 
-    def __init__(self, state: CLIState, json: bool, flags: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        state: CLIState,
+        json: bool,
+        flags: dict[str, Any],
+        *,
+        stdout: TextIO | None = None,
+    ) -> None:
         self.state = state
         self.json = json
-        self.out = state.out(json)
+        self.out = state.output.with_json(json, stdout=stdout) if json else state.output
         self._flags = flags
 
     @functools.cached_property
@@ -293,7 +302,13 @@ def shared_options(
             shared = {n: options.pop(n) for n in names}
             json_mode = bool(shared.pop("json", False))
             run: Callable[..., T] = fn
-            return run(Invocation(state(ctx), json_mode, shared), **options)
+            if not json_mode:
+                return run(Invocation(state(ctx), json_mode, shared), **options)
+            # stdout is the JSON document's alone: what handlers and libraries print
+            # while the command runs goes to stderr.
+            inv = Invocation(state(ctx), json_mode, shared, stdout=sys.stdout)
+            with contextlib.redirect_stdout(sys.stderr):
+                return run(inv, **options)
 
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}

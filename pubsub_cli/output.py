@@ -128,13 +128,14 @@ class Output:
         """A person watches stderr: progress bars and status lines are worth drawing."""
         return not self.quiet and self.err.is_terminal and not self.err.is_dumb_terminal
 
-    def with_json(self, json_mode: bool) -> Output:
-        """A copy of this output for a command that was given ``--json``."""
+    def with_json(self, json_mode: bool, *, stdout: TextIO | None = None) -> Output:
+        """A copy of this output for a command that was given ``--json`` (writing its
+        results to ``stdout`` when given)."""
         return Output(
             json_mode=json_mode,
             quiet=self.quiet,
             verbose=self.verbose,
-            stdout=self._stdout,
+            stdout=stdout if stdout is not None else self._stdout,
             stderr=self._stderr,
         )
 
