@@ -26,6 +26,15 @@ class TestList:
         assert "OrderShipped" in r.stdout
         assert "4 event(s)" in r.stdout
 
+    def test_table_ids_tell_events_apart(self, filled: CLI) -> None:
+        """The id column shows the random end of each (time-ordered) id."""
+        ids = [row["id"] for row in filled("events", "list", "--json").json_lines()]  # type: ignore[index]
+        table = filled("events", "list").stdout
+        shown = [str(i).replace("-", "")[-12:] for i in ids]
+        assert len(set(shown)) == len(ids)
+        for short in shown:
+            assert short in table
+
     def test_json_lines(self, filled: CLI) -> None:
         """--json prints one JSON object per line with the documented keys."""
         rows = filled("events", "list", "--json").json_lines()
