@@ -97,11 +97,17 @@ class Output:
     def _console(self, stream: TextIO) -> Console:
         from rich.console import Console
 
+        class _Console(Console):
+            def on_broken_pipe(self) -> None:
+                # rich would exit 1; the command line ends quietly instead (app.py).
+                self.quiet = True
+                raise BrokenPipeError
+
         no_color = bool(os.environ.get("NO_COLOR"))
         # Piped output is read by people later (less, CI logs): do not wrap at 80.
         tty = getattr(stream, "isatty", lambda: False)()
         width = None if tty or os.environ.get("COLUMNS") else 120
-        return Console(
+        return _Console(
             width=width,
             file=stream,
             no_color=no_color,
