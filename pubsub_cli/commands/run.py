@@ -154,8 +154,21 @@ async def _unless_stopped(work: Awaitable[Any], stop: asyncio.Event) -> bool:
     return True
 
 
+async def _status_line(bus: EventBus, rate: float) -> str:
+    """The status line: rate, handled, open dead letters, checkpoint of the log's end."""
+    s = bus.statistics()
+    store = bus.store
+    dlq = await store.count_dead_letters() if store is not None else s.dead_lettered
+    # The bus only knows the positions it has read; the store knows where the log ends.
+    last = max(s.last_seq, await store.last_seq()) if store is not None else s.last_seq
+    return (
+        f"{rate:,.0f} handled/s · handled {s.handled_ok:,} ok, {s.handled_failed:,} failed · "
+        f"DLQ {dlq:,} open · checkpoint {s.checkpoint:,} of {last:,}"
+    )
+
+
 async def _status(bus: EventBus, out: Output, every: float, stop: asyncio.Event) -> None:
-    last_ok = last_at = 0.0
+    last_ok = 0
     last_at = time.monotonic()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -165,12 +178,7 @@ async def _status(bus: EventBus, out: Output, every: float, stop: asyncio.Event)
         handled = s.handled_ok + s.handled_failed
         rate = (handled - last_ok) / (now - last_at) if now > last_at else 0.0
         last_ok, last_at = handled, now
-        store = bus.store
-        dlq = await store.count_dead_letters() if store is not None else s.dead_lettered
-        out.status(
-            f"{rate:,.0f} handled/s · handled {s.handled_ok:,} ok, {s.handled_failed:,} failed · "
-            f"DLQ {dlq:,} open · checkpoint {s.checkpoint:,} of {s.last_seq:,}"
-        )
+        out.status(await _status_line(bus, rate))
 
 
 def _group_name(value: str | None) -> str | None:
