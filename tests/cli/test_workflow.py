@@ -356,6 +356,16 @@ class TestSnapshots:
         assert state["orders"] == 4
         assert state["revenue"]["BOOK"] == "20.00"
 
+    def test_create_says_where_the_state_came_from(self, handled: CLI) -> None:
+        """The first snapshot comes from the whole log; the next from that snapshot."""
+        r = handled("snapshot", "create", PROJECTION)
+        assert r.exit_code == 0, r.stderr
+        assert "rebuilt from the whole log (4 event(s)): no previous snapshot" in r.stdout
+        assert "previous snapshot and" not in r.stdout
+        r = handled("snapshot", "create", PROJECTION)
+        assert r.exit_code == 0, r.stderr
+        assert "rebuilt from the previous snapshot and 0 later event(s)" in r.stdout
+
     def test_restore_by_id(self, handled: CLI) -> None:
         """--id picks a snapshot; an unknown id is one line, exit 1."""
         handled("snapshot", "create", PROJECTION)
