@@ -9,9 +9,10 @@ one line), 2 usage error (typer's, printed as one ``error:`` line and a ``try '.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -26,6 +27,19 @@ from .settings import SettingsError
 from .usage import is_help_request, usage_lines
 
 __all__ = ["app", "main"]
+
+
+def _stdout_gone() -> NoReturn:
+    """The reader of stdout left early (``pubsub events list | head -1``): it has what
+    it wanted, so this is no error. Exit 0 quietly, with stdout pointed at /dev/null so
+    that the interpreter's last flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # no file descriptor behind stdout
+        pass
+    sys.exit(0)
 
 
 class _PubSubGroup(TyperGroup):
@@ -58,11 +72,15 @@ class _PubSubGroup(TyperGroup):
         except typer.Abort:
             sys.stderr.write("aborted\n")
             sys.exit(1)
+        except BrokenPipeError:
+            _stdout_gone()
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            _stdout_gone()
         except (PubSubError, OSError) as exc:
             obj = ctx.obj if isinstance(ctx.obj, CLIState) else CLIState()
             obj.output.error(str(exc), exc)
@@ -124,7 +142,15 @@ def root(
     obj.quiet = quiet and not verbose
     obj.db = db
     obj.store = store
+    obj.db_from_env = _from_env(ctx, "db")
+    obj.store_from_env = _from_env(ctx, "store")
     obj.output = Output(quiet=obj.quiet, verbose=verbose > 0)
+
+
+def _from_env(ctx: typer.Context, name: str) -> bool:
+    """Whether the root option ``name`` was read from its environment variable."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "ENVIRONMENT"
 
 
 app.add_typer(events.app, name="events")

@@ -11,15 +11,17 @@ only read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import re
+import sys
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
+from typing import Annotated, Any, Concatenate, ParamSpec, TextIO, TypeVar
 
 import typer
 
@@ -61,7 +63,7 @@ ID_MAX = 2**63 - 1
 _DB_HELP = (
     "SQLite store file (default ./pubsub.db, or db in the tool.pubsub table of pyproject.toml)"
 )
-_STORE_HELP = "Store URL of any registered store (sqlite:///path.db, memory://); wins over --db"
+_STORE_HELP = "Store URL of any registered store (sqlite:///path.db, memory://); from the same source, wins over --db"
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -138,6 +140,8 @@ class CLIState:
     quiet: bool = False
     db: Path | None = None
     store: str | None = None
+    db_from_env: bool = False  # the root's db/store were read from PUBSUB_DB/PUBSUB_STORE
+    store_from_env: bool = False
     output: Output = field(default_factory=Output)
 
     def settings(
@@ -153,6 +157,8 @@ class CLIState:
         return resolve_settings(
             db=db if db is not None else self.db,
             store=store if store is not None else self.store,
+            db_from_env=db is None and self.db_from_env,
+            store_from_env=store is None and self.store_from_env,
             group=group,
             app_dir=app_dir,
             graceful_timeout=graceful_timeout,
@@ -188,10 +194,17 @@ class Invocation:
     its settings (its own ``--db``/``--store``/``--app-dir``, then the root's, then env
     and project), and the steps most commands take with them."""
 
-    def __init__(self, state: CLIState, json: bool, flags: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        state: CLIState,
+        json: bool,
+        flags: dict[str, Any],
+        *,
+        stdout: TextIO | None = None,
+    ) -> None:
         self.state = state
         self.json = json
-        self.out = state.out(json)
+        self.out = state.output.with_json(json, stdout=stdout) if json else state.output
         self._flags = flags
 
     @functools.cached_property
@@ -289,7 +302,13 @@ def shared_options(
             shared = {n: options.pop(n) for n in names}
             json_mode = bool(shared.pop("json", False))
             run: Callable[..., T] = fn
-            return run(Invocation(state(ctx), json_mode, shared), **options)
+            if not json_mode:
+                return run(Invocation(state(ctx), json_mode, shared), **options)
+            # stdout is the JSON document's alone: what handlers and libraries print
+            # while the command runs goes to stderr.
+            inv = Invocation(state(ctx), json_mode, shared, stdout=sys.stdout)
+            with contextlib.redirect_stdout(sys.stderr):
+                return run(inv, **options)
 
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}

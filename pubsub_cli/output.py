@@ -97,11 +97,17 @@ class Output:
     def _console(self, stream: TextIO) -> Console:
         from rich.console import Console
 
+        class _Console(Console):
+            def on_broken_pipe(self) -> None:
+                # rich would exit 1; the command line ends quietly instead (app.py).
+                self.quiet = True
+                raise BrokenPipeError
+
         no_color = bool(os.environ.get("NO_COLOR"))
         # Piped output is read by people later (less, CI logs): do not wrap at 80.
         tty = getattr(stream, "isatty", lambda: False)()
         width = None if tty or os.environ.get("COLUMNS") else 120
-        return Console(
+        return _Console(
             width=width,
             file=stream,
             no_color=no_color,
@@ -128,13 +134,14 @@ class Output:
         """A person watches stderr: progress bars and status lines are worth drawing."""
         return not self.quiet and self.err.is_terminal and not self.err.is_dumb_terminal
 
-    def with_json(self, json_mode: bool) -> Output:
-        """A copy of this output for a command that was given ``--json``."""
+    def with_json(self, json_mode: bool, *, stdout: TextIO | None = None) -> Output:
+        """A copy of this output for a command that was given ``--json`` (writing its
+        results to ``stdout`` when given)."""
         return Output(
             json_mode=json_mode,
             quiet=self.quiet,
             verbose=self.verbose,
-            stdout=self._stdout,
+            stdout=stdout if stdout is not None else self._stdout,
             stderr=self._stderr,
         )
 

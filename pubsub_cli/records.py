@@ -62,7 +62,9 @@ def event_row(record: StoredEvent, width: int = 60) -> tuple[object, ...]:
     text = orjson.dumps(data).decode()
     if len(text) > width:
         text = text[: width - 1] + "…"
-    return (record.seq, record.type_name, record.appended_at, str(record.event_id)[:8], text)
+    # Ids are time-ordered (UUIDv7): their first digits are the same for events appended
+    # close together, the last 12 (random) tell them apart.
+    return (record.seq, record.type_name, record.appended_at, record.event_id.hex[-12:], text)
 
 
 def dead_letter_dict(entry: DeadLetter, *, full: bool = False) -> dict[str, Any]:

@@ -51,11 +51,13 @@ class Settings:
     group: str
     app_dir: Path | None
     graceful_timeout: float
-    source: Mapping[str, str]  # option -> "flag or env", "pyproject.toml" or "default"
+    # option -> "flag", "env", "pyproject.toml", "default" (or, for a store that a db of
+    # a higher source beat, "overridden by db")
+    source: Mapping[str, str]
 
     @property
     def store_url(self) -> str:
-        """``--store`` when given, else the SQLite file ``--db`` names."""
+        """The store URL when one won, else the SQLite file ``db`` names."""
         return self.store if self.store else f"sqlite:///{self.db}"
 
     def sqlite_path(self) -> Path | None:
@@ -165,6 +167,9 @@ def _check_table(file: Path) -> dict[str, Any]:
     return checked
 
 
+_RANK = {"flag": 3, "env": 2, "pyproject.toml": 1, "default": 0}
+
+
 def resolve_settings(
     *,
     db: str | Path | None = None,
@@ -173,10 +178,18 @@ def resolve_settings(
     app_dir: str | Path | None = None,
     graceful_timeout: float | None = None,
     cwd: Path | None = None,
+    db_from_env: bool = False,
+    store_from_env: bool = False,
 ) -> Settings:
     """Resolve each option: the given value (flag or env, already merged by typer), else
     the project's ``[tool.pubsub]``, else the default. Relative paths from the project
-    file are relative to that file's folder."""
+    file are relative to that file's folder.
+
+    ``db`` and ``store`` are one setting, the store's location: whichever of the two
+    comes from the higher source wins (``--db`` beats ``PUBSUB_STORE``, ``PUBSUB_DB``
+    beats a project ``store``); from the same source, ``store`` wins. ``db_from_env``
+    and ``store_from_env`` say that a given ``db``/``store`` was read from the
+    environment rather than from a flag."""
     base = cwd if cwd is not None else Path.cwd()
     project, project_file = find_project_settings(base)
     given: dict[str, Any] = {
@@ -186,17 +199,20 @@ def resolve_settings(
         "app_dir": app_dir,
         "graceful_timeout": graceful_timeout,
     }
+    from_env = {"db": db_from_env, "store": store_from_env}
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
     for key, value in given.items():
         if value is not None:
-            values[key], source[key] = value, "flag or env"
+            values[key], source[key] = value, "env" if from_env.get(key) else "flag"
         elif key in project:
             values[key], source[key] = project[key], "pyproject.toml"
             if key in ("db", "app_dir") and project_file is not None:
                 values[key] = project_file.parent / str(project[key])
         else:
             values[key], source[key] = DEFAULTS[key], "default"
+    if values["store"] is not None and _RANK[source["store"]] < _RANK[source["db"]]:
+        values["store"], source["store"] = None, "overridden by db"
     return Settings(
         db=Path(values["db"]),
         store=values["store"],

@@ -197,9 +197,23 @@ def load_targets(
                 "and subscribe handlers to it, or name one with TARGET:attribute",
             )
     for name in plugins:
-        obj = load_plugin("pubsub.handlers", name)
-        if not _collect(f"plugin {name}", obj, found, explicit=True):
-            raise PluginLoadError(
-                f"plugin {name!r}", f"entry point gave a {type(obj).__name__}, not a Router"
-            )
+        _collect_plugin(name, found)
     return found
+
+
+def _collect_plugin(name: str, found: LoadedTargets) -> None:
+    obj = load_plugin("pubsub.handlers", name)
+    if not _collect(f"plugin {name}", obj, found, explicit=True):
+        raise PluginLoadError(
+            f"plugin {name!r}", f"entry point gave a {type(obj).__name__}, not a Router"
+        )
+
+
+def check_handlers_plugin(name: str) -> str | None:
+    """Why the ``pubsub.handlers`` entry point ``name`` cannot serve as handlers (it
+    does not load, or gives no Router or EventBus), or None when it can."""
+    try:
+        _collect_plugin(name, LoadedTargets())
+    except PluginLoadError as exc:
+        return exc.problem
+    return None

@@ -7,7 +7,7 @@ from typing import Any
 
 from core.bus import EventBus
 from core.errors import PluginLoadError
-from core.routing import Router
+from core.routing import Router, Subscription
 from core.store import EventStore
 
 from .targets import LoadedTargets
@@ -15,10 +15,10 @@ from .targets import LoadedTargets
 __all__ = ["build_bus"]
 
 
-def _router_of(bus: EventBus) -> Router:
-    """A Router carrying a ready-made bus's subscriptions, policies included."""
-    router = Router(name=f"from {bus!r}")
-    for sub in bus.subscriptions:
+def _router_of(subs: list[Subscription[Any]], name: str) -> Router:
+    """A Router carrying these subscriptions, policies included."""
+    router = Router(name=name)
+    for sub in subs:
         p = sub.policy
         router.add(
             sub.event_type,
@@ -33,6 +33,26 @@ def _router_of(bus: EventBus) -> Router:
     return router
 
 
+def _include(bus: EventBus, subs: list[Subscription[Any]], name: str) -> None:
+    """Include ``subs``, skipping each one the bus already has: the same subscription
+    (same name, handler object, event type and policy) reached twice, as when a module
+    holds both a Router and an EventBus that includes it, or a TARGET is given twice.
+    Another handler under a name already taken is still a SubscriptionError."""
+    present = bus.subscriptions
+    fresh = [sub for sub in subs if not any(_same(sub, had) for had in present)]
+    if fresh:
+        bus.include(_router_of(fresh, name))
+
+
+def _same(a: Subscription[Any], b: Subscription[Any]) -> bool:
+    return (
+        a.name == b.name
+        and a.handler is b.handler
+        and a.event_type is b.event_type
+        and a.policy == b.policy
+    )
+
+
 def build_bus(
     loaded: LoadedTargets,
     store: EventStore,
@@ -43,16 +63,23 @@ def build_bus(
 ) -> EventBus:
     """A bus on ``store`` with every loaded router. A TARGET that exposes its own
     EventBus contributes its subscriptions and its middleware (its own store, if any, is
-    not used: the command line's ``--db``/``--store`` is)."""
+    not used: the command line's ``--db``/``--store`` is). What is reached twice (a
+    router, a bus, one of their subscriptions, middleware or hooks) is taken once."""
     if loaded.empty:
         raise PluginLoadError("TARGET", "no routers were loaded: pass a handlers file or module")
     bus = EventBus(store, group=group, consume=consume, **options)
     for _, router in loaded.routers:
-        bus.include(router)
+        _include(bus, router.subscriptions, repr(router))
+    seen: list[EventBus] = []
     for _, source in loaded.buses:
-        bus.include(_router_of(source))
+        if any(source is other for other in seen):
+            continue
+        seen.append(source)
+        _include(bus, source.subscriptions, f"from {source!r}")
         for mw in source.middleware:
-            bus.add_middleware(mw)
+            if not any(mw is had for had in bus.middleware):
+                bus.add_middleware(mw)
         for hook in source.hooks:
-            bus.on_publish(hook)
+            if not any(hook is had for had in bus.hooks):
+                bus.on_publish(hook)
     return bus

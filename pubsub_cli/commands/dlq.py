@@ -172,11 +172,18 @@ def retry(
                 for r in results
             ],
             title="dlq retry",
-            caption=f"{len(results)} re-driven, {len(failed)} failed again",
+            caption=_retry_caption(results, len(failed)),
         )
     if strict and failed:
         out.error(f"{len(failed)} of {len(results)} dead letter(s) failed again (--strict)")
         raise typer.Exit(1)
+
+
+def _retry_caption(results: list[dict[str, Any]], failed: int) -> str:
+    """``N re-driven, M failed again``; an entry resolved before is not re-driven."""
+    already = sum(bool(r["already_resolved"]) for r in results)
+    caption = f"{len(results) - already} re-driven, {failed} failed again"
+    return caption + (f", {already} already resolved (skipped)" if already else "")
 
 
 @app.command("purge")

@@ -3,14 +3,24 @@ source package and whether it loads."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import typer
 
-from core.entrypoints import GROUPS, discover
+from core.entrypoints import GROUPS, PluginInfo, discover
 from pubsub_cli.context import Invocation, shared_options
+from pubsub_cli.targets import check_handlers_plugin
 
 app = typer.Typer(help="Discovered plugins (entry points).", no_args_is_help=True)
+
+
+def _checked(plugin: PluginInfo) -> PluginInfo:
+    """A handlers entry point that loads is ok only when it gives a Router or EventBus
+    (what ``pubsub run --plugin`` needs)."""
+    if plugin.group != "pubsub.handlers" or plugin.broken:
+        return plugin
+    return dataclasses.replace(plugin, error=check_handlers_plugin(plugin.name))
 
 
 @app.command("list")
@@ -30,7 +40,7 @@ def list_plugins(
         raise typer.BadParameter(
             f"unknown group {unknown[0]!r}; known: {', '.join(GROUPS)}", param_hint="'--group'"
         )
-    found = discover(groups)
+    found = [_checked(p) for p in discover(groups)]
     if inv.json:
         out.json(
             {

@@ -9,7 +9,9 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import AsyncIterator, Awaitable
 from typing import Annotated, Any
 
 import typer
@@ -44,29 +46,129 @@ def _remove_signals() -> None:
         loop.remove_signal_handler(sig)
 
 
+_STDIN_WINDOW = 1024  # lines read ahead of the publisher, at most
+
+
+class _StdinReader:
+    """Standard input read by a daemon thread, line by line, into an asyncio queue.
+
+    A read blocked on an open pipe never holds up shutdown: the thread is a daemon and
+    is not the event loop's executor (``asyncio.run`` waits for that one). A file
+    descriptor is read with ``os.read`` so that the thread never holds the lock of
+    ``sys.stdin``'s buffer; a stream without one (tests) is read with ``readline``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[bytes | str | None] = asyncio.Queue()
+        self._room = threading.Semaphore(_STDIN_WINDOW)
+        thread = threading.Thread(target=self._run, name="pubsub-stdin", daemon=True)
+        thread.start()
+
+    def _post(self, item: bytes | str | None) -> bool:
+        if item is not None:
+            self._room.acquire()
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: the command is over
+            return False
+        return True
+
+    def _run(self) -> None:
+        try:
+            try:
+                fd = sys.stdin.fileno()
+            except (AttributeError, OSError, ValueError):
+                fd = -1
+            if fd < 0:
+                for line in iter(sys.stdin.readline, ""):
+                    if not self._post(line):
+                        return
+                return
+            pending = b""
+            while chunk := os.read(fd, 65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                for raw in lines:
+                    if not self._post(raw):
+                        return
+            if pending and not self._post(pending):
+                return
+        except Exception:  # a read error ends the input like end-of-file
+            pass
+        finally:
+            self._post(None)
+
+    async def lines(self) -> AsyncIterator[bytes | str]:
+        while (item := await self._queue.get()) is not None:
+            self._room.release()
+            yield item
+
+
 async def _read_stdin(bus: EventBus, out: Output) -> int:
     """Publish every JSON line of standard input through the bus; returns how many."""
-    loop = asyncio.get_running_loop()
+    reader = _StdinReader(asyncio.get_running_loop())
     count = 0
     number = 0
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line:
-            return count
+    async for raw in reader.lines():
         number += 1
+        where = f"<stdin> line {number}"
+        try:
+            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as exc:
+            out.warn(f"skipped {where}: not UTF-8 text (byte 0x{raw[exc.start]:02x})")
+            continue
         if not line.strip():
             continue
         try:
-            event = parse_line(line, f"<stdin> line {number}")
+            event = parse_line(line, where)
         except InputError as exc:
             out.warn(f"skipped {exc}")
             continue
         await bus.publish_async(event)
         count += 1
+    return count
+
+
+async def _unless_stopped(work: Awaitable[Any], stop: asyncio.Event) -> bool:
+    """Run ``work`` until it is done (True; its error is raised) or until ``stop`` is
+    set first (False): then the work is cancelled and awaited; its CancelledError ends
+    there."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done() and not stop.is_set():
+            task.cancel()  # we were cancelled ourselves
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+        return False
+    return True
+
+
+async def _status_line(bus: EventBus, rate: float) -> str:
+    """The status line: rate, handled, open dead letters, checkpoint of the log's end."""
+    s = bus.statistics()
+    store = bus.store
+    dlq = await store.count_dead_letters() if store is not None else s.dead_lettered
+    # The bus only knows the positions it has read; the store knows where the log ends.
+    last = max(s.last_seq, await store.last_seq()) if store is not None else s.last_seq
+    return (
+        f"{rate:,.0f} handled/s · handled {s.handled_ok:,} ok, {s.handled_failed:,} failed · "
+        f"DLQ {dlq:,} open · checkpoint {s.checkpoint:,} of {last:,}"
+    )
 
 
 async def _status(bus: EventBus, out: Output, every: float, stop: asyncio.Event) -> None:
-    last_ok = last_at = 0.0
+    last_ok = 0
     last_at = time.monotonic()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -76,12 +178,7 @@ async def _status(bus: EventBus, out: Output, every: float, stop: asyncio.Event)
         handled = s.handled_ok + s.handled_failed
         rate = (handled - last_ok) / (now - last_at) if now > last_at else 0.0
         last_ok, last_at = handled, now
-        store = bus.store
-        dlq = await store.count_dead_letters() if store is not None else s.dead_lettered
-        out.status(
-            f"{rate:,.0f} handled/s · handled {s.handled_ok:,} ok, {s.handled_failed:,} failed · "
-            f"DLQ {dlq:,} open · checkpoint {s.checkpoint:,} of {s.last_seq:,}"
-        )
+        out.status(await _status_line(bus, rate))
 
 
 def _group_name(value: str | None) -> str | None:
@@ -155,35 +252,39 @@ def run(
                 bus = build_bus(loaded, s, group=settings.group)
                 names = ", ".join(sub.name for sub in bus.subscriptions)
                 out.note(f"handlers: {names}")
+                helpers: list[asyncio.Task[Any]] = []
                 try:
-                    await bus.start()
-                    helpers: list[asyncio.Task[Any]] = []
-                    if stdin:
-                        reader = asyncio.create_task(_read_stdin(bus, out))
-                        if once:
-                            await reader
-                        else:
-                            helpers.append(reader)
-                    await bus.drain()
-                    caught = bus.statistics().last_seq - checkpoint
-                    out.ready(
-                        f"caught up {max(caught, 0)} event(s) in group {settings.group!r} "
-                        f"(checkpoint {checkpoint})"
-                    )
-                    if not once:
-                        if out.interactive:
-                            helpers.append(
-                                asyncio.create_task(_status(bus, out, status_every, stop))
+                    # A signal during the catch-up cancels it: the bus then drains what
+                    # it dispatched, commits that progress and releases the lease.
+                    if not await _unless_stopped(bus.start(), stop):
+                        out.note("stopped during catch-up")
+                    else:
+                        if stdin:
+                            reader = asyncio.create_task(_read_stdin(bus, out))
+                            if once:
+                                await _unless_stopped(reader, stop)
+                            else:
+                                helpers.append(reader)
+                        if await _unless_stopped(bus.drain(), stop):
+                            caught = bus.statistics().last_seq - checkpoint
+                            out.ready(
+                                f"caught up {max(caught, 0)} event(s) in group "
+                                f"{settings.group!r} (checkpoint {checkpoint})"
                             )
-                        out.ready(
-                            f"following {settings.store_url} as {bus.holder} "
-                            "(Ctrl-C or SIGTERM to stop)"
-                        )
-                        await bus.follow(stop, poll_interval=poll)
-                        for task in helpers:
-                            task.cancel()
-                        await asyncio.gather(*helpers, return_exceptions=True)
+                        if not once and not stop.is_set():
+                            if out.interactive:
+                                helpers.append(
+                                    asyncio.create_task(_status(bus, out, status_every, stop))
+                                )
+                            out.ready(
+                                f"following {settings.store_url} as {bus.holder} "
+                                "(Ctrl-C or SIGTERM to stop)"
+                            )
+                            await bus.follow(stop, poll_interval=poll)
                 finally:
+                    for task in helpers:
+                        task.cancel()
+                    await asyncio.gather(*helpers, return_exceptions=True)
                     drained = await bus.drain(settings.graceful_timeout)
                     if not drained:
                         out.warn(

@@ -28,11 +28,12 @@ def create(inv: Invocation, targets: TargetsArg) -> None:
     out = inv.out
     loaded = inv.load(targets)
 
-    async def go(bus: EventBus, s: EventStore) -> tuple[int, list[Snapshot]]:
+    async def go(bus: EventBus, s: EventStore) -> tuple[RestoreReport, list[Snapshot]]:
         rebuilt = await restore_snapshots(bus)
-        return rebuilt.replayed, await create_snapshots(bus, restored=rebuilt)
+        return rebuilt, await create_snapshots(bus, restored=rebuilt)
 
-    replayed, snaps = inv.with_bus(loaded, go)
+    rebuilt, snaps = inv.with_bus(loaded, go)
+    replayed = rebuilt.replayed
     if inv.json:
         out.json({"replayed": replayed, "snapshots": [snapshot_dict(x) for x in snaps]})
         return
@@ -40,8 +41,17 @@ def create(inv: Invocation, targets: TargetsArg) -> None:
         ("id", "projection", "seq", "keys"),
         [(x.id, x.name, x.seq, len(x.state)) for x in snaps],
         title="snapshots created",
-        caption=f"rebuilt from the previous snapshot and {replayed} later event(s)",
+        caption=_rebuilt_from(len(rebuilt.snapshots), replayed),
     )
+
+
+def _rebuilt_from(previous: int, replayed: int) -> str:
+    """Where the saved state came from: earlier snapshots and the events after them, or
+    the whole log when there was no snapshot yet."""
+    if not previous:
+        return f"rebuilt from the whole log ({replayed} event(s)): no previous snapshot"
+    which = "the previous snapshot" if previous == 1 else f"{previous} previous snapshots"
+    return f"rebuilt from {which} and {replayed} later event(s)"
 
 
 @app.command("list")

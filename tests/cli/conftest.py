@@ -4,11 +4,14 @@ and a subprocess runner for what only a real process shows (signals, exit codes)
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import orjson
 import pytest
@@ -112,14 +115,16 @@ def pubsub_process(
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-def spawn(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def spawn(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: int = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
     """Start ``python -m pubsub_cli`` without waiting (for signal tests)."""
     full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "pubsub_cli", *args],
         cwd=cwd,
         env=full_env,
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -135,3 +140,51 @@ def wait_for_line(proc: subprocess.Popen[str], marker: str) -> list[str]:
         if marker in line:
             return seen
     raise AssertionError(f"{marker!r} never appeared; stderr was:\n{''.join(seen)}")
+
+
+class Watched:
+    """A spawned process whose stdout and stderr are read line by line by two threads,
+    so that a test can wait for a line on either without blocking on the other. The
+    timeout of ``expect`` is only a safety net against a hang."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._queues: dict[str, queue.Queue[str | None]] = {}
+        for name in self.lines:
+            self._queues[name] = queue.Queue()
+            stream = getattr(proc, name)
+            threading.Thread(target=self._pump, args=(name, stream), daemon=True).start()
+
+    def _pump(self, name: str, stream: IO[str]) -> None:
+        q = self._queues[name]
+        for line in stream:
+            q.put(line)
+        q.put(None)
+
+    def expect(self, marker: str, *, on: str = "stderr", timeout: float = 60.0) -> str:
+        """Wait for a line of ``on`` containing ``marker``; returns it."""
+        q, seen = self._queues[on], self.lines[on]
+        while True:
+            try:
+                line = q.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"{marker!r} never appeared on {on}: {seen}") from None
+            if line is None:
+                q.put(None)
+                raise AssertionError(f"{on} ended before {marker!r}: {seen}")
+            seen.append(line)
+            if marker in line:
+                return line
+
+    def finish(self, timeout: float = 60.0) -> Result:
+        """Wait for the exit; everything it wrote."""
+        code = self.proc.wait(timeout=timeout)
+        for name, q in self._queues.items():
+            while (line := q.get(timeout=timeout)) is not None:
+                self.lines[name].append(line)
+            q.put(None)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return Result(code, "".join(self.lines["stdout"]), "".join(self.lines["stderr"]))

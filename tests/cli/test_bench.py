@@ -109,6 +109,31 @@ class TestPlugins:
         assert r.exit_code == 1
         assert "plugin 'broken'" in r.error_line
 
+    def test_handlers_plugin_that_is_no_router(
+        self, cli: CLI, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A handlers entry point that loads but gives no Router or EventBus is broken
+        (run --plugin would refuse it)."""
+        import importlib.metadata as md
+
+        real = md.entry_points
+
+        def fake(**kw: str) -> list[md.EntryPoint]:
+            found = list(real(**kw))
+            if kw.get("group") == "pubsub.handlers":
+                found.append(md.EntryPoint("not_router", "os:sep", "pubsub.handlers"))
+            return found
+
+        monkeypatch.setattr(md, "entry_points", fake)
+        r = cli("plugins", "list", "--json")
+        assert r.exit_code == 0
+        rows = {p["name"]: p for p in r.json()["plugins"]}  # type: ignore[index]
+        assert rows["not_router"]["status"] == "broken"
+        assert rows["not_router"]["error"] == "entry point gave a str, not a Router"
+        table = cli("plugins", "list", "--group", "pubsub.handlers")
+        assert "broken: entry point gave a str" in table.stdout
+        assert "1 broken" in table.stdout
+
     def test_unknown_group(self, cli: CLI) -> None:
         """An unknown --group is a usage error."""
         assert cli("plugins", "list", "--group", "nope").exit_code == 2

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from .conftest import CLI, EXAMPLES
+from .conftest import CLI, EXAMPLES, pubsub_process, spawn
 
 ORDERS = str(EXAMPLES / "orders.py")
 
@@ -25,6 +27,15 @@ class TestList:
         assert r.exit_code == 0
         assert "OrderShipped" in r.stdout
         assert "4 event(s)" in r.stdout
+
+    def test_table_ids_tell_events_apart(self, filled: CLI) -> None:
+        """The id column shows the random end of each (time-ordered) id."""
+        ids = [row["id"] for row in filled("events", "list", "--json").json_lines()]  # type: ignore[index]
+        table = filled("events", "list").stdout
+        shown = [str(i).replace("-", "")[-12:] for i in ids]
+        assert len(set(shown)) == len(ids)
+        for short in shown:
+            assert short in table
 
     def test_json_lines(self, filled: CLI) -> None:
         """--json prints one JSON object per line with the documented keys."""
@@ -101,3 +112,33 @@ class TestShow:
         assert r.usage_error("pubsub events show") == (
             f"error: SEQ|ID: {ref!r} is not a sequence number: they run from 1 to {2**63 - 1}"
         )
+
+
+class TestClosedPipe:
+    """A reader that leaves early (``pubsub events list --json | head -1``) ends the
+    command quietly with exit 0."""
+
+    @pytest.mark.parametrize("json", [True, False])
+    def test_reader_leaves_early(self, tmp_path: Path, json: bool) -> None:
+        lines = "".join(
+            f'{{"type": "OrderPlaced", "data": {{"order_id": "A-{n}", "sku": "BOOK", '
+            f'"total": "1.00"}}}}\n'
+            for n in range(3000)  # far more output than a pipe holds: the writer blocks
+        )
+        (tmp_path / "many.jsonl").write_text(lines)
+        env = {"PUBSUB_DB": str(tmp_path / "pubsub.db")}
+        r = pubsub_process(
+            "publish", "--app", ORDERS, "--file", "many.jsonl", cwd=tmp_path, env=env
+        )
+        assert r.exit_code == 0, r.stderr
+        args = ["events", "list", "--limit", "3000"] + (["--json"] if json else [])
+        proc = spawn(*args, cwd=tmp_path, env=env)
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        assert proc.stdout.readline()
+        proc.stdout.close()  # the reader leaves while the writer still has lines
+        code = proc.wait(timeout=120)
+        err = proc.stderr.read()
+        proc.stderr.close()
+        assert code == 0, err
+        assert err == ""

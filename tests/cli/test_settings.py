@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,72 @@ class TestResolution:
         s = resolve_settings(db="x.db", store="memory://", cwd=tmp_path)
         assert s.store_url == "memory://"
         assert s.sqlite_path() is None
+
+
+class TestLocation:
+    """db and store are one setting, the store's location: the higher source wins
+    (flag > env > pyproject.toml > default); from one source, store wins."""
+
+    @pytest.mark.parametrize(
+        ("project", "given", "url"),
+        [
+            # a db flag beats a store from the environment or the project
+            ("", {"db": "flag.db", "store": "memory://", "store_from_env": True}, "flag"),
+            ('store = "memory://"', {"db": "flag.db"}, "flag"),
+            # a db from the environment beats a project store, not a store flag
+            ('store = "memory://"', {"db": "env.db", "db_from_env": True}, "env"),
+            ("", {"db": "env.db", "db_from_env": True, "store": "memory://"}, "memory"),
+            # a store from the environment beats a project db
+            ('db = "project.db"', {"store": "memory://", "store_from_env": True}, "memory"),
+            # same source: store wins
+            ('db = "project.db"\nstore = "memory://"', {}, "memory"),
+            (
+                "",
+                {"db": "env.db", "db_from_env": True, "store": "memory://", "store_from_env": True},
+                "memory",
+            ),
+            ("", {"db": "flag.db", "store": "memory://"}, "memory"),
+        ],
+    )
+    def test_higher_source_wins(
+        self, tmp_path: Path, project: str, given: dict[str, Any], url: str
+    ) -> None:
+        (tmp_path / "pyproject.toml").write_text(f"[tool.pubsub]\n{project}\n")
+        s = resolve_settings(cwd=tmp_path, **given)
+        expected = {
+            "flag": "sqlite:///flag.db",
+            "env": "sqlite:///env.db",
+            "memory": "memory://",
+        }[url]
+        assert s.store_url == expected
+
+    @pytest.mark.parametrize("where", ["root", "command"])
+    def test_db_flag_beats_store_env(self, cli: CLI, where: str) -> None:
+        args = (
+            ["--db", "flag.db", "events", "list"]
+            if where == "root"
+            else ["events", "list", "--db", "flag.db"]
+        )
+        r = cli(*args, env={"PUBSUB_STORE": "memory://"})
+        assert r.exit_code == 1
+        assert "flag.db" in r.error_line
+
+    def test_db_flag_beats_project_store(self, cli: CLI, tmp_path: Path) -> None:
+        (tmp_path / "pyproject.toml").write_text('[tool.pubsub]\nstore = "memory://"\n')
+        r = cli("events", "list", "--db", "flag.db")
+        assert r.exit_code == 1
+        assert "flag.db" in r.error_line
+
+    def test_db_env_beats_project_store(self, cli: CLI, tmp_path: Path) -> None:
+        (tmp_path / "pyproject.toml").write_text('[tool.pubsub]\nstore = "memory://"\n')
+        r = cli("events", "list", env={"PUBSUB_DB": "env.db"})
+        assert r.exit_code == 1
+        assert "env.db" in r.error_line
+
+    def test_store_flag_beats_db_env(self, cli: CLI) -> None:
+        r = cli("--store", "memory://", "events", "list", "--json", env={"PUBSUB_DB": "env.db"})
+        assert r.exit_code == 0, r.stderr  # the empty memory store, not the missing env.db
+        assert "error" not in r.stderr
 
 
 class TestThroughTheCLI:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from core.errors import PluginLoadError
 from pubsub_cli.targets import load_targets
 
-from .conftest import CLI
+from .conftest import CLI, EXAMPLES
 
 GOOD = """
 from dataclasses import dataclass
@@ -150,3 +151,47 @@ class TestThroughTheCLI:
         assert r.exit_code == 1
         assert "Traceback" in r.stderr
         assert "RuntimeError: boom" in r.error_line
+
+
+class TestReachedTwice:
+    """A subscription reached twice (a module's Router and the EventBus that includes
+    it, or one TARGET given twice) is taken once; another handler under a name already
+    taken is still refused."""
+
+    PLACED = '{"order_id": "A-1", "sku": "BOOK", "total": "12.50"}'
+
+    def publish_one(self, cli: CLI) -> None:
+        r = cli(
+            "publish", "--app", str(EXAMPLES / "orders.py"), "OrderPlaced", "--data", self.PLACED
+        )
+        assert r.exit_code == 0, r.stderr
+
+    @pytest.mark.parametrize("times", [1, 2])
+    def test_router_and_bus_of_one_module(self, cli: CLI, times: int) -> None:
+        self.publish_one(cli)
+        r = cli("run", *[str(EXAMPLES / "middleware.py")] * times, "--once")
+        assert r.exit_code == 0, r.stderr
+        assert sys.modules["middleware"].seen == ["A-1"]  # handled once
+        assert r.stderr.count("middleware: OrderPlaced") == 1  # the middleware ran once
+
+    def test_same_target_twice(self, cli: CLI, tmp_path: Path) -> None:
+        self.publish_one(cli)
+        log = tmp_path / "log.jsonl"
+        orders = str(EXAMPLES / "orders.py")
+        r = cli("run", orders, orders, "--once", env={"ORDERS_LOG": str(log)})
+        assert r.exit_code == 0, r.stderr
+        audits = [line for line in log.read_text().splitlines() if '"audit"' in line]
+        assert len(audits) == 1
+
+    def test_other_handler_same_name_refused(self, cli: CLI, tmp_path: Path) -> None:
+        body = GOOD.format(name="Clash") + textwrap.dedent(
+            """
+            @other.subscribe(ClashHappened, name=on_it.__module__ + ".on_it")
+            async def another(event):
+                return None
+            """
+        )
+        path = write(tmp_path, "clash", body)
+        r = cli("run", str(path), "--once")
+        assert r.exit_code == 1
+        assert "is already subscribed" in r.error_line

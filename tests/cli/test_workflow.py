@@ -134,6 +134,16 @@ class TestDLQ:
         again = handled("dlq", "retry", "1", "--app", ORDERS, "--json").json()
         assert again["already_resolved"] == 1  # type: ignore[index]
 
+    def test_retry_of_resolved_entry_is_not_counted_as_redriven(self, handled: CLI) -> None:
+        """An entry resolved before is skipped, and the summary says so."""
+        fixed = {"ORDERS_WAREHOUSE_OPEN": "1"}
+        r = handled("dlq", "retry", "1", "--app", ORDERS, env=fixed)
+        assert r.exit_code == 0, r.stderr
+        assert "1 re-driven, 0 failed again" in r.stdout
+        r = handled("dlq", "retry", "1", "--app", ORDERS, env=fixed)
+        assert r.exit_code == 0, r.stderr
+        assert "0 re-driven, 0 failed again, 1 already resolved (skipped)" in r.stdout
+
     def test_retry_needs_app(self, handled: CLI) -> None:
         """Re-driving without the handlers is a usage error."""
         r = handled("dlq", "retry", "1")
@@ -345,6 +355,16 @@ class TestSnapshots:
         state = doc["state"]["projections.revenue_by_sku"]
         assert state["orders"] == 4
         assert state["revenue"]["BOOK"] == "20.00"
+
+    def test_create_says_where_the_state_came_from(self, handled: CLI) -> None:
+        """The first snapshot comes from the whole log; the next from that snapshot."""
+        r = handled("snapshot", "create", PROJECTION)
+        assert r.exit_code == 0, r.stderr
+        assert "rebuilt from the whole log (4 event(s)): no previous snapshot" in r.stdout
+        assert "previous snapshot and" not in r.stdout
+        r = handled("snapshot", "create", PROJECTION)
+        assert r.exit_code == 0, r.stderr
+        assert "rebuilt from the previous snapshot and 0 later event(s)" in r.stdout
 
     def test_restore_by_id(self, handled: CLI) -> None:
         """--id picks a snapshot; an unknown id is one line, exit 1."""
