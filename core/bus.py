@@ -24,7 +24,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from uuid import UUID, uuid4
 
 import orjson
@@ -148,7 +148,9 @@ class EventBus:
     as ``group``), ``consume=False`` for a producer that only appends, ``raise_on_error``
     (raise a DispatchError from publish when a handler failed), ``max_workers`` (threads
     for sync handlers), ``metrics``, ``dev_mode`` (validate events and handler
-    signatures), ``clock``/``rng`` (for policies), ``middleware``, ``lease_ttl``.
+    signatures), ``clock``/``rng`` (for policies), ``middleware``, ``lease_ttl``,
+    ``close_timeout`` (how long ``aclose`` waits for in-flight work by default, also
+    when a failed or cancelled start closes the bus).
     """
 
     def __init__(
@@ -170,6 +172,7 @@ class EventBus:
         lease_ttl: float = 15.0,
         max_in_flight: int = 256,
         commit_interval: float = 0.05,
+        close_timeout: float | None = 30.0,
     ) -> None:
         self._store = store
         self.group = group
@@ -189,6 +192,7 @@ class EventBus:
         self.lease_ttl = lease_ttl
         self._max_in_flight = max_in_flight
         self._commit_interval = commit_interval
+        self._close_timeout = close_timeout
 
         self._subs: list[Subscription[Any]] = []
         self._runners: dict[str, Runner] = {}
@@ -720,9 +724,7 @@ class EventBus:
                 return
             if self._consume:
                 assert self._store is not None
-                self._lease = await self._store.acquire_lease(
-                    self.group, self.holder, self.lease_ttl
-                )
+                self._lease = await self._acquire_lease()
                 enable = getattr(self._store, "enable_wal_checkpoints", None)
                 if enable is not None:
                     await enable()
@@ -741,6 +743,27 @@ class EventBus:
                 # A consumer that cannot start must not keep the group locked.
                 await self.aclose()
                 raise
+
+    async def _acquire_lease(self) -> Lease:
+        """Take the group's lease. Cancelled while the store is taking it, the lease
+        is released as soon as the store has it, instead of being left to expire."""
+        assert self._store is not None
+        store = self._store
+        taking = asyncio.ensure_future(store.acquire_lease(self.group, self.holder, self.lease_ttl))
+        try:
+            return await asyncio.shield(taking)
+        except asyncio.CancelledError:
+
+            def release(done: asyncio.Future[Lease]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    orphan = asyncio.ensure_future(store.release_lease(done.result()))
+                    self._tasks.add(orphan)
+                    orphan.add_done_callback(self._tasks.discard)
+
+            taking.add_done_callback(release)
+            self._tasks.add(taking)  # drain and aclose wait for it (and the release)
+            taking.add_done_callback(self._tasks.discard)
+            raise
 
     async def _renew_lease(self) -> None:
         while self._lease is not None:
@@ -867,9 +890,12 @@ class EventBus:
             return False
         return True
 
-    async def aclose(self, *, timeout: float | None = 30.0) -> None:
-        """Stop accepting events, wait for in-flight work (up to ``timeout``), commit
-        the checkpoint, release the lease and shut the executor down."""
+    async def aclose(self, *, timeout: float | Literal["default"] | None = "default") -> None:
+        """Stop accepting events, wait for in-flight work (up to ``timeout``; by default
+        the bus's ``close_timeout``), commit the checkpoint, release the lease and shut
+        the executor down."""
+        if timeout == "default":
+            timeout = self._close_timeout
         if self._closed:
             return
         self._closed = True

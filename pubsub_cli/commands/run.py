@@ -249,7 +249,9 @@ def run(
         try:
             async with open_store(settings, create=True) as s:
                 checkpoint = await s.load_checkpoint(settings.group)
-                bus = build_bus(loaded, s, group=settings.group)
+                bus = build_bus(
+                    loaded, s, group=settings.group, close_timeout=settings.graceful_timeout
+                )
                 names = ", ".join(sub.name for sub in bus.subscriptions)
                 out.note(f"handlers: {names}")
                 helpers: list[asyncio.Task[Any]] = []

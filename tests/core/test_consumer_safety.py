@@ -3,6 +3,7 @@ in its way. Each leaves the group to exactly one live consumer and loses nothing
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -115,3 +116,57 @@ class TestCorruptRecord:
         assert (letter.seq, letter.handler, letter.reason.value) == (2, "<decode>", "decode_error")
         assert "ChecksumMismatchError" in letter.error_type
         assert await store.load_checkpoint(bus.group) == 4
+
+
+class SlowLease(MemoryEventStore):
+    """A memory store whose lease is granted only when the test opens a gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.asked = asyncio.Event()
+
+    async def acquire_lease(self, group: str, holder: str, ttl: float) -> Lease:
+        self.asked.set()
+        await self.gate.wait()
+        return await super().acquire_lease(group, holder, ttl)
+
+
+class TestCancelledStart:
+    async def test_a_start_cancelled_while_taking_the_lease_gives_it_back(self) -> None:
+        """Cancelled while the store is still granting the lease, start leaves no
+        lease behind once the store has granted it."""
+        store = SlowLease()
+        bus = EventBus(store, holder="A")
+        starting = asyncio.ensure_future(bus.start())
+        await store.asked.wait()
+        starting.cancel()
+        store.gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+        await bus.drain()  # the release runs as one of the bus's tasks
+        assert all(g.holder is None for g in await store.groups())
+        await store.acquire_lease(bus.group, "B", 10.0)  # not GroupLockedError
+
+
+class TestCloseTimeout:
+    async def test_aclose_waits_close_timeout_by_default(self) -> None:
+        """Without a timeout argument, aclose waits the bus's close_timeout for a
+        handler still running, then cancels it (its outcome says cancelled)."""
+        never = asyncio.Event()
+
+        async def stuck(event: Job) -> None:
+            await never.wait()
+
+        async def quick(event: Job) -> None:
+            pass
+
+        bus = EventBus(close_timeout=0.01)
+        bus.subscribe(Job, name="stuck")(stuck)
+        bus.subscribe(Job, name="quick")(quick)
+        publish = asyncio.ensure_future(bus.publish_async(Job()))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        await bus.aclose()
+        result = await publish
+        assert [o.status.value for o in result] == ["cancelled", "ok"]
