@@ -19,6 +19,13 @@ class OrderShipped(Event, type_name="contract.order_shipped", version=2):
     order_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class ExpressOrderPlaced(OrderPlaced, type_name="contract.express_order_placed"):
+    """A subclass: reads by type can include it when the caller asks for subtypes."""
+
+    courier: str = "bike"
+
+
 class WallClock:
     """A wall clock (seconds since the epoch) that moves only when told to."""
 

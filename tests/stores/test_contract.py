@@ -9,11 +9,12 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
-from store_events import OrderPlaced, OrderShipped, WallClock, failure_time
+from store_events import ExpressOrderPlaced, OrderPlaced, OrderShipped, WallClock, failure_time
 
 from core.codec import encode
 from core.entrypoints import open_store
 from core.errors import DeadLetterNotFoundError, GroupLockedError, UnknownStoreSchemeError
+from core.events import default_registry
 from core.store import (
     DeadLetter,
     DeadLetterReason,
@@ -144,6 +145,28 @@ class TestRead:
         shipped = await collect(store, types=["contract.order_shipped"])
         assert [r.seq for r in shipped] == [3, 6, 9]
         assert await store.count(types=["contract.order_shipped"]) == 3
+
+    async def test_types_with_subclasses(self, store: EventStore) -> None:
+        """A read by a base class's type name and its subclasses' names (the
+        registry's subtypes) returns both kinds, in sequence order, and nothing else."""
+        await store.append(
+            [
+                OrderPlaced("a"),
+                OrderShipped("a"),
+                ExpressOrderPlaced("b"),
+                OrderPlaced("c"),
+            ]
+        )
+        names = default_registry.subtypes(OrderPlaced)
+        assert names == ["contract.express_order_placed", "contract.order_placed"]
+        records = await collect(store, types=names)
+        assert [(r.seq, r.type_name) for r in records] == [
+            (1, "contract.order_placed"),
+            (3, "contract.express_order_placed"),
+            (4, "contract.order_placed"),
+        ]
+        assert isinstance(records[1].decode(), ExpressOrderPlaced)
+        assert await store.count(types=names) == 3
 
     async def test_no_types_selects_nothing(self, store: EventStore) -> None:
         """An empty types list matches no record."""
