@@ -60,7 +60,7 @@ from .metrics import (
 )
 from .policies import BreakerPolicy, BreakerState, CircuitBreaker, RetryPolicy
 from .progress import GroupProgress
-from .results import HandlerOutcome, OutcomeStatus, PublishResult, _CompletedResult, _OneOk
+from .results import HandlerOutcome, OutcomeStatus, PublishResult, _CompletedResult
 from .routing import Handler, Router, Subscription
 from .store import DeadLetter, DeadLetterQueue, DeadLetterReason, EventStore, Lease, StoredEvent
 
@@ -483,8 +483,8 @@ class EventBus:
                 rec.succeeded(duration)
                 self._counters.published += 1
                 self._counters.ok += 1
-                return _OneOk(event, runner.name, duration)
-            if route.all_plain:
+                return _CompletedResult(event, route.names, (duration,))
+            if route.every_plain:
                 return await self._publish_plain_many(event, route, raise_on_error)
             return await self._finish_unlogged(
                 event, await self._dispatch_tracked(event, None), raise_on_error
@@ -492,7 +492,7 @@ class EventBus:
         if self._closed:
             raise BusClosedError()
         if self._dev:
-            _check_event(event)
+            _check_event(event, encodes=self._store is None)
         if self._hooks:
             self._run_hooks(event)
         if self._store is not None:
@@ -696,8 +696,7 @@ class EventBus:
         progress = self._progress
         if progress is None or self._store is None or not progress.dirty or self._lost:
             return
-        if self._commit_lock is None:
-            self._commit_lock = asyncio.Lock()
+        assert self._commit_lock is not None  # made with the progress, in start()
         # One commit at a time, and aclose waits for the one in flight instead of
         # cancelling it: a commit cancelled after the store wrote it would put its
         # dead letters back and the next commit would write them a second time.
@@ -733,6 +732,7 @@ class EventBus:
                 self._follow_pos = checkpoint
                 self._window = asyncio.Semaphore(self._max_in_flight)
                 self._commit_wakeup = asyncio.Event()
+                self._commit_lock = asyncio.Lock()
                 self._committer = asyncio.get_running_loop().create_task(self._commit_loop())
                 self._heartbeat = asyncio.get_running_loop().create_task(self._renew_lease())
             self._started = True
@@ -905,13 +905,13 @@ class EventBus:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._committer is not None and self._commit_lock is not None:
+            async with self._commit_lock:  # never cut a commit in half
+                self._committer.cancel()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         for helper in (self._committer, self._heartbeat):
             if helper is not None:
-                if helper is self._committer and self._commit_lock is not None:
-                    async with self._commit_lock:  # never cut a commit in half
-                        helper.cancel()
-                else:
-                    helper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await helper
         try:
@@ -1181,7 +1181,7 @@ def _undeliverable(
     )
 
 
-def _check_event(event: object) -> None:
+def _check_event(event: object, *, encodes: bool = True) -> None:
     if not isinstance(event, Event):
         raise EventDecodeError(
             type(event).__qualname__, None, "is not an Event: subclass core.Event"
@@ -1193,8 +1193,10 @@ def _check_event(event: object) -> None:
             "is not a frozen dataclass: decorate it with @dataclass(frozen=True, slots=True)",
         )
     # What a store would refuse (NaN, infinity, integers beyond 64 bits, unpaired
-    # surrogates) is refused in development mode without a store too.
-    encode(event)
+    # surrogates) is refused in development mode without a store too (with one, the
+    # append encodes it anyway).
+    if encodes:
+        encode(event)
 
 
 def _check_signature(sub: Subscription[Any]) -> None:

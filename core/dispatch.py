@@ -265,7 +265,6 @@ class Route:
 
     __slots__ = (
         "all_async",
-        "all_plain",
         "every_plain",
         "names",
         "plain",
@@ -283,9 +282,8 @@ class Route:
         self.single = runners[0] if len(runners) == 1 else None
         # The single runner when it can be awaited directly by publish (no policy).
         self.plain = self.single if self.single is not None and self.single[0].plain else None
-        # Several handlers, none with a policy: publish runs them with run_plain_route.
+        # No handler with a policy: publish and replay run them with run_plain_route.
         self.every_plain = all(runner.plain for runner, _ in runners)
-        self.all_plain = len(runners) > 1 and self.every_plain
         self.all_async = self.every_plain and all(runner.is_async for runner, _ in runners)
         self.names = tuple(runner.name for runner, _ in runners)
         self.published = published
@@ -363,6 +361,18 @@ def _start_plain(
         return None
     except Exception as exc:
         return runner.failed_once(rec, exc, t0)
+    return _spawn(runner, rec, coro, yielded, t0, tasks)
+
+
+def _spawn(
+    runner: Runner,
+    rec: HandlerRecorder,
+    coro: Any,
+    yielded: Any,
+    t0: float,
+    tasks: set[asyncio.Task[Any]],
+) -> asyncio.Task[HandlerOutcome]:
+    """Give a plain handler that suspended a task of its own to finish in."""
     task = asyncio.get_running_loop().create_task(_finish_plain(runner, rec, coro, yielded, t0))
     tasks.add(task)
     task.add_done_callback(tasks.discard)
@@ -380,29 +390,24 @@ async def _plain_outcomes(
     ``len(durations)`` failed (``first`` is its outcome) or suspended (``first`` is its
     task). Runs the remaining handlers, waits for the suspended ones and returns every
     outcome in subscription order."""
-    outcomes: list[Any] = [
-        HandlerOutcome(name, _OK, 1, d) for name, d in zip(route.names, durations, strict=False)
-    ]
-    waiting: list[tuple[int, asyncio.Task[HandlerOutcome]]] = []
-    item: HandlerOutcome | asyncio.Task[HandlerOutcome] | None = first
+    start = len(durations)
+    items = [first]
     t = perf_counter()
-    for index in range(len(durations), len(route.runners)):
-        if index > len(durations):
-            runner, rec = route.runners[index]
-            item = _start_plain(runner, rec, event, tasks, t)
+    for runner, rec in route.runners[start + 1 :]:
+        item = _start_plain(runner, rec, event, tasks, t)
         now = perf_counter()
         if item is None:
-            runner, rec = route.runners[index]
             rec.succeeded(now - t)
-            outcomes.append(HandlerOutcome(runner.name, _OK, 1, now - t))
-        elif isinstance(item, asyncio.Task):
-            waiting.append((index, item))
-            outcomes.append(None)  # replaced by the task's outcome below
-        else:
-            outcomes.append(item)
+            item = HandlerOutcome(runner.name, _OK, 1, now - t)
+        items.append(item)
         t = now
-    for index, task in waiting:
-        outcomes[index] = await _outcome_of(task, route.names[index])
+    outcomes = [
+        HandlerOutcome(name, _OK, 1, d) for name, d in zip(route.names, durations, strict=False)
+    ]
+    for index, item in enumerate(items, start):
+        if isinstance(item, asyncio.Task):
+            item = await _outcome_of(item, route.names[index])
+        outcomes.append(item)
     return outcomes
 
 
@@ -435,11 +440,7 @@ async def run_plain_route(
             except Exception as exc:
                 first: Any = runner.failed_once(rec, exc, t)
             else:
-                first = asyncio.get_running_loop().create_task(
-                    _finish_plain(runner, rec, coro, yielded, t)
-                )
-                tasks.add(first)
-                first.add_done_callback(tasks.discard)
+                first = _spawn(runner, rec, coro, yielded, t, tasks)
             return durations, await _plain_outcomes(route, event, tasks, durations, first)
         return durations, None
     for runner, rec in route.runners:

@@ -129,7 +129,7 @@ class _CompletedResult(PublishResult):
     seq = None
     duplicate = False
 
-    def __init__(self, event: Event, names: tuple[str, ...], durations: list[float]) -> None:
+    def __init__(self, event: Event, names: tuple[str, ...], durations: Sequence[float]) -> None:
         self.event = event
         self._names = names
         self._durations = durations
@@ -155,25 +155,3 @@ class _CompletedResult(PublishResult):
 
     def __len__(self) -> int:
         return len(self._names)
-
-
-class _OneOk(_CompletedResult):
-    """``_CompletedResult`` for the single-handler hot path: one name, one duration,
-    no list to allocate."""
-
-    __slots__ = ("_duration", "_name")
-
-    def __init__(self, event: Event, name: str, duration: float) -> None:
-        self.event = event
-        self._name = name
-        self._duration = duration
-        self._outcomes = ()
-
-    @property
-    def outcomes(self) -> Sequence[HandlerOutcome]:
-        if not self._outcomes:
-            self._outcomes = (HandlerOutcome(self._name, OutcomeStatus.OK, 1, self._duration),)
-        return self._outcomes
-
-    def __len__(self) -> int:
-        return 1
