@@ -17,9 +17,10 @@ import logging
 import os
 import socket
 import traceback
+import types
 import typing
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Coroutine, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,7 +62,7 @@ from .metrics import (
 from .policies import BreakerPolicy, BreakerState, CircuitBreaker, RetryPolicy
 from .progress import GroupProgress
 from .results import HandlerOutcome, OutcomeStatus, PublishResult, _CompletedResult
-from .routing import Handler, Router, Subscription
+from .routing import Handler, Router, Subscription, coroutine_function
 from .store import DeadLetter, DeadLetterQueue, DeadLetterReason, EventStore, Lease, StoredEvent
 
 __all__ = [
@@ -79,6 +80,24 @@ PublishHook = Callable[[Event], object]
 
 log = logging.getLogger("pubsub")
 _OK = OutcomeStatus.OK
+
+if typing.TYPE_CHECKING:
+    from ._speedups import Publisher as _speedups_Publisher
+
+
+def _load_speedups() -> types.ModuleType | None:
+    """The C one-handler publish path, unless it is not built (no compiler at install
+    time) or ``PUBSUB_PURE_PYTHON`` is set; the Python path does the same work."""
+    if os.environ.get("PUBSUB_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from . import _speedups
+    except ImportError:
+        return None
+    return _speedups
+
+
+_speedups = _load_speedups()
 
 DECODE_HANDLER = "<decode>"
 MIDDLEWARE_HANDLER = "<middleware>"
@@ -220,6 +239,16 @@ class EventBus:
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._start_lock: asyncio.Lock | None = None
         self._plain = False
+        # The C one-handler path (core._speedups), when it is built; _fast_call is it
+        # while the bus is plain (see _update_plain), else None.
+        self._fast = (
+            None
+            if _speedups is None
+            else _speedups.Publisher(
+                self._routes, _dispatch, _CompletedResult, self._fast_active, self._fast_failed
+            )
+        )
+        self._fast_call: _speedups_Publisher | None = None
         self._update_plain()
 
     # -- subscriptions ---------------------------------------------------------------
@@ -379,6 +408,7 @@ class EventBus:
         self._plain = not (
             self._closed or self._dev or self._hooks or self._middleware or self._store is not None
         )
+        self._fast_call = self._fast if self._plain else None
 
     def _compose(self) -> Callable[[Event], Awaitable[list[HandlerOutcome]]]:
         async def innermost(event: Event) -> list[HandlerOutcome]:
@@ -449,12 +479,44 @@ class EventBus:
 
     # -- publishing ----------------------------------------------------------------------
 
-    async def publish_async(
+    @coroutine_function
+    def publish_async(
         self, event: Event, *, raise_on_error: bool | None = None
-    ) -> PublishResult:
+    ) -> Coroutine[Any, Any, PublishResult]:
         """Publish ``event``: append it durably when the bus has a store, then dispatch
         it to every matching handler concurrently. Returns every handler's outcome;
-        with ``raise_on_error`` a failure raises DispatchError (after all handlers ran)."""
+        with ``raise_on_error`` a failure raises DispatchError (after all handlers ran).
+
+        Await it like the async method it is (it returns a coroutine, or the C
+        extension's equivalent for a single plain async handler)."""
+        fast = self._fast_call
+        if fast is not None:
+            call = fast(event, raise_on_error)
+            if call is not None:
+                return call
+        return self._publish(event, raise_on_error)
+
+    def _fast_active(self, delta: int) -> None:
+        """The C path's in-flight count: +1 when its handler suspends, -1 when done."""
+        self._active += delta
+        if not self._active and self._idle is not None:
+            self._idle.set()
+
+    async def _fast_failed(
+        self,
+        route: Route,
+        event: Event,
+        exc: Exception,
+        t0: float,
+        raise_on_error: bool | None,
+    ) -> PublishResult:
+        """The C path's failure: the handler raised ``exc`` (it started at ``t0``)."""
+        assert route.plain is not None
+        runner, rec = route.plain
+        failure = runner.failed_once(rec, exc, t0)
+        return await self._finish_unlogged(event, [failure], raise_on_error)
+
+    async def _publish(self, event: Event, raise_on_error: bool | None) -> PublishResult:
         if self._plain:
             # The hot path: no store, no middleware, no hooks. One plain async handler
             # is awaited right here: no extra coroutine, task or gather.
@@ -940,9 +1002,10 @@ class EventBus:
     def statistics(self) -> BusStatistics:
         c = self._counters
         progress = self._progress
+        fast = self._fast.completed if self._fast is not None else 0
         return BusStatistics(
-            published=c.published,
-            handled_ok=c.ok,
+            published=c.published + fast,
+            handled_ok=c.ok + fast,
             handled_failed=c.failed,
             dead_lettered=c.dead_lettered,
             in_flight=self._active,

@@ -266,6 +266,7 @@ class Route:
     __slots__ = (
         "all_async",
         "every_plain",
+        "fast",
         "names",
         "plain",
         "published",
@@ -287,6 +288,13 @@ class Route:
         self.all_async = self.every_plain and all(runner.is_async for runner, _ in runners)
         self.names = tuple(runner.name for runner, _ in runners)
         self.published = published
+        # What the C publish path (core._speedups) needs for a single plain async
+        # handler: (handler, the type's published(), the handler's succeeded(), names).
+        self.fast = (
+            (self.plain[0].fn, published, self.plain[1].succeeded, self.names)
+            if self.plain is not None and self.plain[0].is_async
+            else None
+        )
 
 
 class _Resume:

@@ -8,6 +8,7 @@ subscriptions a module exposes; buses include routers.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .policies import BreakerPolicy, HandlerPolicy, RetryPolicy
 __all__ = ["Handler", "Router", "Subscription", "handler_name", "make_policy"]
 
 E = TypeVar("E", bound=Event)
+F = TypeVar("F", bound=Callable[..., Any])
 
 Handler: TypeAlias = Callable[[E], Awaitable[object]] | Callable[[E], object]
 """An async or sync callable taking one event of type ``E``."""
@@ -35,11 +37,31 @@ def handler_name(handler: Callable[..., object]) -> str:
     return f"{module}.{qualname}"
 
 
+_ASYNCIO_MARK = getattr(asyncio.coroutines, "_is_coroutine", None)
+
+
+def coroutine_function(fn: F) -> F:
+    """Mark ``fn``, a plain function that returns a coroutine, as a coroutine function
+    (``inspect.markcoroutinefunction`` on 3.12+, asyncio's marker on 3.11)."""
+    mark = getattr(inspect, "markcoroutinefunction", None)
+    if mark is not None:
+        marked: F = mark(fn)
+        return marked
+    setattr(fn, "_is_coroutine", _ASYNCIO_MARK)  # noqa: B010 - what 3.11's asyncio reads
+    return fn
+
+
+def _is_coroutine_function(fn: object) -> bool:
+    return inspect.iscoroutinefunction(fn) or (
+        _ASYNCIO_MARK is not None and getattr(fn, "_is_coroutine", None) is _ASYNCIO_MARK
+    )
+
+
 def is_async_handler(handler: Callable[..., object]) -> bool:
-    if inspect.iscoroutinefunction(handler):
+    if _is_coroutine_function(handler):
         return True
     call = getattr(handler, "__call__", None)  # noqa: B004 - objects with async __call__
-    return call is not None and inspect.iscoroutinefunction(call)
+    return call is not None and _is_coroutine_function(call)
 
 
 def make_policy(

@@ -1,0 +1,839 @@
+/* core._speedups: the one-handler hot path of EventBus.publish_async, in C.
+ *
+ * Optional: core/bus.py falls back to the equivalent Python path when this module is
+ * missing (no compiler at install time) or PUBSUB_PURE_PYTHON is set. Both paths keep
+ * the same promises: the handled event is in the dispatch context variable while the
+ * handler runs, the publish and the handler's duration are recorded, and the result
+ * is a PublishResult. A failure is handed back to Python (EventBus._fast_failed), which
+ * builds the outcome and the dead letter.
+ *
+ * Publisher(routes, var, result_type, active, failed) is called as
+ * publisher(event, raise_on_error). It returns None when the event's route is not
+ * cached or is not a single plain async handler (the caller then takes the general
+ * path), and otherwise a Call: a coroutine-like object that does nothing until it is
+ * awaited (or sent None by a task), exactly like the coroutine of an async def.
+ *
+ * A Call runs the handler's coroutine in the awaiting task. When the handler finishes
+ * without suspending, the publish completes in one step, with no frame of its own.
+ * When it suspends, the Call forwards send/throw/close to it until it finishes and
+ * reports itself to the bus as in flight (active(+1) / active(-1)) meanwhile, so drain
+ * and aclose see it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#if PY_VERSION_HEX < 0x030B0000
+#error "core._speedups needs CPython 3.11 or newer"
+#endif
+
+static PyObject *str_fast;     /* "fast": the Route attribute Publisher reads */
+static PyObject *str_throw;
+static PyObject *str_close;
+static PyObject *int_plus_one;  /* active(+1) */
+static PyObject *int_minus_one; /* active(-1) */
+
+static double
+perf_now(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyTime_t t;
+    (void)PyTime_PerfCounterRaw(&t);
+    return PyTime_AsSecondsDouble(t);
+#else
+    /* The clock of time.perf_counter(): t0 is handed to Python on failure. */
+    return _PyTime_AsSecondsDouble(_PyTime_GetPerfCounter());
+#endif
+}
+
+/* Take the raised exception (normalized, with its traceback attached). */
+static PyObject *
+fetch_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(value, tb);
+        Py_DECREF(tb);
+    }
+    Py_DECREF(type);
+    return value;
+#endif
+}
+
+static void
+restore_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyObject *type = Py_NewRef((PyObject *)Py_TYPE(exc));
+    PyObject *tb = PyException_GetTraceback(exc);
+    PyErr_Restore(type, exc, tb);
+#endif
+}
+
+/* Raise StopIteration(value): how send() and throw() report a return. */
+static void
+set_stop_iteration(PyObject *value)
+{
+    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+    if (stop != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, stop);
+        Py_DECREF(stop);
+    }
+}
+
+/* After a failed call of throw(): PYGEN_RETURN with the StopIteration's value when the
+ * iterator returned, otherwise PYGEN_ERROR with the exception still set. */
+static PySendResult
+result_of_throw(PyObject *yielded, PyObject **presult)
+{
+    if (yielded != NULL) {
+        *presult = yielded;
+        return PYGEN_NEXT;
+    }
+    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyObject *exc = fetch_exception();
+        PyObject *value = ((PyStopIterationObject *)exc)->value;
+        *presult = Py_NewRef(value != NULL ? value : Py_None);
+        Py_DECREF(exc);
+        return PYGEN_RETURN;
+    }
+    *presult = NULL;
+    return PYGEN_ERROR;
+}
+
+/* ---- Publisher -------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *routes;        /* dict: concrete event type -> Route */
+    PyObject *var;           /* the dispatch ContextVar */
+    PyTypeObject *result_type;
+    PyObject *active;        /* bus._fast_active(delta) */
+    PyObject *failed;        /* bus._fast_failed(route, event, exc, t0, raise_on_error) */
+    PyObject *empty;         /* () */
+    Py_ssize_t off_event, off_names, off_durations, off_outcomes;
+    long long completed;     /* publishes this path completed with the handler ok */
+} Publisher;
+
+typedef enum { ST_INIT, ST_RUNNING, ST_DELEGATE, ST_DONE } CallState;
+
+typedef struct {
+    PyObject_HEAD
+    Publisher *pub;
+    PyObject *event;
+    PyObject *route;
+    PyObject *fast;          /* route.fast: (fn, published, succeeded, names) */
+    PyObject *raise_on_error;
+    PyObject *token;         /* the context variable's token while the handler runs */
+    PyObject *inner;         /* the handler's iterator, then the failure coroutine */
+    double t0;
+    CallState state;
+    int suspended;
+} Call;
+
+static PyTypeObject Call_Type;
+
+static Py_ssize_t
+slot_offset(PyTypeObject *type, const char *name)
+{
+    PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
+    if (descr == NULL) {
+        return -1;
+    }
+    Py_ssize_t offset = -1;
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDef *def = ((PyMemberDescrObject *)descr)->d_member;
+        if (def->type == T_OBJECT_EX && !(def->flags & READONLY)) {
+            offset = def->offset;
+        }
+    }
+    Py_DECREF(descr);
+    if (offset < 0) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a writable __slots__ member",
+                     type->tp_name, name);
+    }
+    return offset;
+}
+
+static void
+set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value)
+{
+    PyObject **addr = (PyObject **)((char *)obj + offset);
+    PyObject *old = *addr;
+    *addr = Py_NewRef(value);
+    Py_XDECREF(old);
+}
+
+static PyObject *
+Publisher_call(PyObject *self_obj, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Publisher *self = (Publisher *)self_obj;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Publisher(event, raise_on_error) takes 2 arguments");
+        return NULL;
+    }
+    PyObject *event = args[0];
+    PyObject *route = PyDict_GetItemWithError(self->routes, (PyObject *)Py_TYPE(event));
+    if (route == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_NONE;  /* not cached yet: the general path builds the route */
+    }
+    PyObject *fast = PyObject_GetAttr(route, str_fast);
+    if (fast == NULL) {
+        return NULL;
+    }
+    if (!PyTuple_CheckExact(fast) || PyTuple_GET_SIZE(fast) != 4) {
+        Py_DECREF(fast);
+        Py_RETURN_NONE;
+    }
+    Call *call = PyObject_GC_New(Call, &Call_Type);
+    if (call == NULL) {
+        Py_DECREF(fast);
+        return NULL;
+    }
+    call->pub = (Publisher *)Py_NewRef(self_obj);
+    call->event = Py_NewRef(event);
+    call->route = Py_NewRef(route);
+    call->fast = fast;
+    call->raise_on_error = Py_NewRef(args[1]);
+    call->token = NULL;
+    call->inner = NULL;
+    call->t0 = 0.0;
+    call->state = ST_INIT;
+    call->suspended = 0;
+    PyObject_GC_Track(call);
+    return (PyObject *)call;
+}
+
+static PyObject *
+Publisher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"routes", "var", "result_type", "active", "failed", NULL};
+    PyObject *routes, *var, *result_type, *active, *failed;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO!OO:Publisher", kwlist, &PyDict_Type,
+                                     &routes, &var, &PyType_Type, &result_type, &active,
+                                     &failed)) {
+        return NULL;
+    }
+    if (!PyContextVar_CheckExact(var)) {
+        PyErr_SetString(PyExc_TypeError, "var must be a contextvars.ContextVar");
+        return NULL;
+    }
+    PyTypeObject *rt = (PyTypeObject *)result_type;
+    Py_ssize_t off_event = slot_offset(rt, "event");
+    Py_ssize_t off_names = off_event < 0 ? -1 : slot_offset(rt, "_names");
+    Py_ssize_t off_durations = off_names < 0 ? -1 : slot_offset(rt, "_durations");
+    Py_ssize_t off_outcomes = off_durations < 0 ? -1 : slot_offset(rt, "_outcomes");
+    if (off_outcomes < 0) {
+        return NULL;
+    }
+    Publisher *self = (Publisher *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = Publisher_call;
+    self->routes = Py_NewRef(routes);
+    self->var = Py_NewRef(var);
+    self->result_type = (PyTypeObject *)Py_NewRef(result_type);
+    self->active = Py_NewRef(active);
+    self->failed = Py_NewRef(failed);
+    self->empty = PyTuple_New(0);
+    if (self->empty == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->off_event = off_event;
+    self->off_names = off_names;
+    self->off_durations = off_durations;
+    self->off_outcomes = off_outcomes;
+    self->completed = 0;
+    return (PyObject *)self;
+}
+
+static int
+Publisher_traverse(Publisher *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->routes);
+    Py_VISIT(self->var);
+    Py_VISIT(self->result_type);
+    Py_VISIT(self->active);
+    Py_VISIT(self->failed);
+    return 0;
+}
+
+static int
+Publisher_clear(Publisher *self)
+{
+    Py_CLEAR(self->routes);
+    Py_CLEAR(self->var);
+    Py_CLEAR(self->result_type);
+    Py_CLEAR(self->active);
+    Py_CLEAR(self->failed);
+    Py_CLEAR(self->empty);
+    return 0;
+}
+
+static void
+Publisher_dealloc(Publisher *self)
+{
+    PyObject_GC_UnTrack(self);
+    Publisher_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef Publisher_members[] = {
+    {"completed", T_LONGLONG, offsetof(Publisher, completed), READONLY,
+     "publishes completed on this path with their handler ok"},
+    {NULL},
+};
+
+static PyTypeObject Publisher_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "core._speedups.Publisher",
+    .tp_basicsize = sizeof(Publisher),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "The one-handler publish path of an EventBus.",
+    .tp_new = Publisher_new,
+    .tp_dealloc = (destructor)Publisher_dealloc,
+    .tp_traverse = (traverseproc)Publisher_traverse,
+    .tp_clear = (inquiry)Publisher_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Publisher, vectorcall),
+    .tp_members = Publisher_members,
+};
+
+/* ---- Call ------------------------------------------------------------------------- */
+
+static void
+Call_release(Call *self)
+{
+    Py_CLEAR(self->event);
+    Py_CLEAR(self->route);
+    Py_CLEAR(self->fast);
+    Py_CLEAR(self->raise_on_error);
+    Py_CLEAR(self->token);
+    Py_CLEAR(self->inner);
+}
+
+/* The handler ran (or was abandoned): reset the context variable, and leave the
+ * in-flight count if it had suspended. Keeps a pending exception. */
+static int
+Call_leave(Call *self)
+{
+    int rc = 0;
+    PyObject *pending = PyErr_Occurred() ? fetch_exception() : NULL;
+    if (self->token != NULL) {
+        if (PyContextVar_Reset(self->pub->var, self->token) < 0) {
+            rc = -1;
+        }
+        Py_CLEAR(self->token);
+    }
+    if (self->suspended) {
+        self->suspended = 0;
+        PyObject *r = PyObject_CallOneArg(self->pub->active, int_minus_one);
+        if (r == NULL) {
+            rc = -1;
+        }
+        Py_XDECREF(r);
+    }
+    if (pending != NULL) {
+        if (rc < 0) {
+            PyErr_Clear();  /* the handler's own exception wins */
+        }
+        restore_exception(pending);
+    }
+    return rc;
+}
+
+static PySendResult
+Call_succeeded(Call *self, double duration, PyObject **presult)
+{
+    Publisher *pub = self->pub;
+    PyObject *d = PyFloat_FromDouble(duration);
+    if (d == NULL) {
+        goto error;
+    }
+    PyObject *r = PyObject_CallOneArg(PyTuple_GET_ITEM(self->fast, 2), d);
+    if (r == NULL) {
+        Py_DECREF(d);
+        goto error;
+    }
+    Py_DECREF(r);
+    PyObject *durations = PyTuple_New(1);
+    if (durations == NULL) {
+        Py_DECREF(d);
+        goto error;
+    }
+    PyTuple_SET_ITEM(durations, 0, d);
+    PyObject *result = pub->result_type->tp_alloc(pub->result_type, 0);
+    if (result == NULL) {
+        Py_DECREF(durations);
+        goto error;
+    }
+    set_slot(result, pub->off_event, self->event);
+    set_slot(result, pub->off_names, PyTuple_GET_ITEM(self->fast, 3));
+    set_slot(result, pub->off_durations, durations);
+    set_slot(result, pub->off_outcomes, pub->empty);
+    Py_DECREF(durations);
+    pub->completed++;
+    self->state = ST_DONE;
+    Call_release(self);
+    *presult = result;
+    return PYGEN_RETURN;
+error:
+    self->state = ST_DONE;
+    Call_release(self);
+    *presult = NULL;
+    return PYGEN_ERROR;
+}
+
+/* Hand the handler's exception to the bus (EventBus._fast_failed) and run the
+ * coroutine it returns in place of the rest of this publish. */
+static PySendResult
+Call_failed(Call *self, PyObject *exc, PyObject **presult)
+{
+    PyObject *t0 = PyFloat_FromDouble(self->t0);
+    PyObject *delegate = NULL;
+    if (t0 != NULL) {
+        PyObject *args[5] = {self->route, self->event, exc, t0, self->raise_on_error};
+        delegate = PyObject_Vectorcall(self->pub->failed, args, 5, NULL);
+        Py_DECREF(t0);
+    }
+    Py_DECREF(exc);
+    if (delegate == NULL) {
+        self->state = ST_DONE;
+        Call_release(self);
+        *presult = NULL;
+        return PYGEN_ERROR;
+    }
+    Py_CLEAR(self->inner);
+    self->inner = delegate;
+    self->state = ST_DELEGATE;
+    PySendResult r = PyIter_Send(delegate, Py_None, presult);
+    if (r != PYGEN_NEXT) {
+        self->state = ST_DONE;
+        Call_release(self);
+    }
+    return r;
+}
+
+/* What the handler's iterator did on a send or a throw. */
+static PySendResult
+Call_step(Call *self, PySendResult r, PyObject *value, PyObject **presult)
+{
+    if (r == PYGEN_NEXT) {
+        if (!self->suspended) {
+            PyObject *res = PyObject_CallOneArg(self->pub->active, int_plus_one);
+            if (res == NULL) {
+                /* Could not count it in flight: stop here, as a failed start would. */
+                Py_DECREF(value);
+                PyObject *inner = self->inner;
+                self->inner = NULL;
+                PyObject *exc = fetch_exception();
+                PyObject *c = PyObject_CallMethodNoArgs(inner, str_close);
+                Py_XDECREF(c);
+                PyErr_Clear();
+                Py_DECREF(inner);
+                restore_exception(exc);
+                Call_leave(self);
+                self->state = ST_DONE;
+                Call_release(self);
+                *presult = NULL;
+                return PYGEN_ERROR;
+            }
+            Py_DECREF(res);
+            self->suspended = 1;
+        }
+        *presult = value;
+        return PYGEN_NEXT;
+    }
+    double duration = perf_now() - self->t0;
+    Py_CLEAR(self->inner);
+    if (r == PYGEN_RETURN) {
+        Py_DECREF(value);
+        if (Call_leave(self) < 0) {
+            self->state = ST_DONE;
+            Call_release(self);
+            *presult = NULL;
+            return PYGEN_ERROR;
+        }
+        return Call_succeeded(self, duration, presult);
+    }
+    /* The handler raised. An Exception is a handler failure; anything else
+     * (CancelledError, KeyboardInterrupt, SystemExit) goes to the awaiting task. */
+    if (Call_leave(self) < 0 || !PyErr_ExceptionMatches(PyExc_Exception)) {
+        self->state = ST_DONE;
+        Call_release(self);
+        *presult = NULL;
+        return PYGEN_ERROR;
+    }
+    return Call_failed(self, fetch_exception(), presult);
+}
+
+static PySendResult
+Call_start(Call *self, PyObject **presult)
+{
+    PyObject *published = PyObject_CallNoArgs(PyTuple_GET_ITEM(self->fast, 1));
+    if (published == NULL) {
+        goto error;
+    }
+    Py_DECREF(published);
+    self->token = PyContextVar_Set(self->pub->var, self->event);
+    if (self->token == NULL) {
+        goto error;
+    }
+    self->state = ST_RUNNING;
+    self->t0 = perf_now();
+    PyObject *coro = PyObject_CallOneArg(PyTuple_GET_ITEM(self->fast, 0), self->event);
+    if (coro != NULL && !PyCoro_CheckExact(coro)) {
+        /* An object with an async __call__ may return any awaitable. */
+        PyAsyncMethods *am = Py_TYPE(coro)->tp_as_async;
+        PyObject *it = NULL;
+        if (am != NULL && am->am_await != NULL) {
+            it = am->am_await(coro);
+        }
+        else {
+            PyErr_Format(PyExc_TypeError, "object %.100s can't be used in 'await' expression",
+                         Py_TYPE(coro)->tp_name);
+        }
+        Py_DECREF(coro);
+        coro = it;
+    }
+    if (coro == NULL) {
+        return Call_step(self, PYGEN_ERROR, NULL, presult);
+    }
+    self->inner = coro;
+    PyObject *value;
+    PySendResult r = PyIter_Send(coro, Py_None, &value);
+    return Call_step(self, r, value, presult);
+error:
+    self->state = ST_DONE;
+    Call_release(self);
+    *presult = NULL;
+    return PYGEN_ERROR;
+}
+
+static PySendResult
+Call_am_send(Call *self, PyObject *arg, PyObject **presult)
+{
+    PyObject *value;
+    PySendResult r;
+    switch (self->state) {
+    case ST_INIT:
+        if (arg != Py_None) {
+            PyErr_SetString(PyExc_TypeError,
+                            "can't send non-None value to a just-started coroutine");
+            *presult = NULL;
+            return PYGEN_ERROR;
+        }
+        return Call_start(self, presult);
+    case ST_RUNNING:
+        r = PyIter_Send(self->inner, arg, &value);
+        return Call_step(self, r, value, presult);
+    case ST_DELEGATE:
+        r = PyIter_Send(self->inner, arg, presult);
+        if (r != PYGEN_NEXT) {
+            self->state = ST_DONE;
+            Call_release(self);
+        }
+        return r;
+    default:
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+        *presult = NULL;
+        return PYGEN_ERROR;
+    }
+}
+
+/* send()/__next__ in the method protocol: a return is StopIteration(value). */
+static PyObject *
+Call_send_method(Call *self, PyObject *arg)
+{
+    PyObject *value;
+    PySendResult r = Call_am_send(self, arg, &value);
+    if (r == PYGEN_RETURN) {
+        set_stop_iteration(value);
+        Py_DECREF(value);
+        return NULL;
+    }
+    return value;  /* the yielded value, or NULL with the exception set */
+}
+
+static PyObject *
+Call_iternext(Call *self)
+{
+    PyObject *value;
+    PySendResult r = Call_am_send(self, Py_None, &value);
+    if (r == PYGEN_RETURN) {
+        if (value != Py_None) {
+            set_stop_iteration(value);
+        }
+        Py_DECREF(value);
+        return NULL;
+    }
+    return value;
+}
+
+/* Raise what throw(typ[, val[, tb]]) was given, as a generator that is not running. */
+static PyObject *
+raise_thrown(PyObject *args)
+{
+    PyObject *typ, *val = NULL, *tb = NULL;
+    if (!PyArg_UnpackTuple(args, "throw", 1, 3, &typ, &val, &tb)) {
+        return NULL;
+    }
+    if (PyExceptionInstance_Check(typ)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+        return NULL;
+    }
+    if (PyExceptionClass_Check(typ)) {
+        PyErr_SetObject(typ, val == Py_None ? NULL : val);
+        return NULL;
+    }
+    PyErr_SetString(PyExc_TypeError,
+                    "exceptions must be classes or instances deriving from BaseException");
+    return NULL;
+}
+
+static PyObject *
+Call_throw(Call *self, PyObject *args)
+{
+    PyObject *value, *meth, *yielded;
+    PySendResult r;
+    switch (self->state) {
+    case ST_RUNNING:
+    case ST_DELEGATE:
+        meth = PyObject_GetAttr(self->inner, str_throw);
+        if (meth == NULL) {
+            /* An iterator without throw(): raise here, as a generator would. */
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                return NULL;
+            }
+            PyErr_Clear();
+            raise_thrown(args);
+            yielded = NULL;
+        }
+        else {
+            yielded = PyObject_Call(meth, args, NULL);
+            Py_DECREF(meth);
+        }
+        r = result_of_throw(yielded, &value);
+        if (self->state == ST_RUNNING) {
+            r = Call_step(self, r, value, &value);
+        }
+        else if (r != PYGEN_NEXT) {
+            self->state = ST_DONE;
+            Call_release(self);
+        }
+        break;
+    default:
+        /* Not started, or finished: the exception comes straight back. */
+        self->state = ST_DONE;
+        Call_release(self);
+        return raise_thrown(args);
+    }
+    if (r == PYGEN_RETURN) {
+        set_stop_iteration(value);
+        Py_DECREF(value);
+        return NULL;
+    }
+    return value;
+}
+
+static PyObject *
+Call_close(Call *self, PyObject *Py_UNUSED(ignored))
+{
+    int failed = 0;
+    if (self->inner != NULL) {
+        PyObject *r = PyObject_CallMethodNoArgs(self->inner, str_close);
+        if (r == NULL) {
+            failed = 1;
+        }
+        Py_XDECREF(r);
+    }
+    if (self->state == ST_RUNNING) {
+        /* Abandoned while the handler was suspended: still reset the context
+         * variable and leave the in-flight count. Closed from another context (by the
+         * garbage collector), the reset cannot apply and is dropped. */
+        if (Call_leave(self) < 0 && !failed) {
+            PyErr_Clear();
+        }
+    }
+    self->state = ST_DONE;
+    Call_release(self);
+    if (failed) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Call_await(Call *self)
+{
+    return Py_NewRef(self);
+}
+
+static void
+Call_finalize(Call *self)
+{
+    PyObject *exc = fetch_exception();
+    if (self->state == ST_INIT) {
+        if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+                             "coroutine 'EventBus.publish_async' was never awaited") < 0) {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+        self->state = ST_DONE;
+    }
+    else if (self->state != ST_DONE) {
+        PyObject *r = Call_close(self, NULL);
+        if (r == NULL) {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+        Py_XDECREF(r);
+    }
+    if (exc != NULL) {
+        restore_exception(exc);
+    }
+}
+
+static int
+Call_traverse(Call *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->pub);
+    Py_VISIT(self->event);
+    Py_VISIT(self->route);
+    Py_VISIT(self->fast);
+    Py_VISIT(self->raise_on_error);
+    Py_VISIT(self->token);
+    Py_VISIT(self->inner);
+    return 0;
+}
+
+static int
+Call_clear(Call *self)
+{
+    Call_release(self);
+    Py_CLEAR(self->pub);
+    return 0;
+}
+
+static void
+Call_dealloc(Call *self)
+{
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
+        return;  /* resurrected */
+    }
+    PyObject_GC_UnTrack(self);
+    Call_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *
+Call_get_name(Call *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString("publish_async");
+}
+
+static PyObject *
+Call_get_qualname(Call *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString("EventBus.publish_async");
+}
+
+static PyObject *
+Call_get_running(Call *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(0);
+}
+
+static PyObject *
+Call_get_await(Call *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->inner != NULL ? self->inner : Py_None);
+}
+
+static PyGetSetDef Call_getset[] = {
+    {"__name__", (getter)Call_get_name, NULL, NULL, NULL},
+    {"__qualname__", (getter)Call_get_qualname, NULL, NULL, NULL},
+    {"cr_running", (getter)Call_get_running, NULL, NULL, NULL},
+    {"cr_await", (getter)Call_get_await, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyMethodDef Call_methods[] = {
+    {"send", (PyCFunction)Call_send_method, METH_O, "Send a value into the publish."},
+    {"throw", (PyCFunction)Call_throw, METH_VARARGS, "Raise an exception in the publish."},
+    {"close", (PyCFunction)Call_close, METH_NOARGS, "Abandon the publish."},
+    {NULL},
+};
+
+static PyAsyncMethods Call_as_async = {
+    .am_await = (unaryfunc)Call_await,
+    .am_send = (sendfunc)Call_am_send,
+};
+
+static PyTypeObject Call_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "core._speedups.Call",
+    .tp_basicsize = sizeof(Call),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A one-handler publish in progress: await it.",
+    .tp_dealloc = (destructor)Call_dealloc,
+    .tp_finalize = (destructor)Call_finalize,
+    .tp_traverse = (traverseproc)Call_traverse,
+    .tp_clear = (inquiry)Call_clear,
+    .tp_as_async = &Call_as_async,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)Call_iternext,
+    .tp_methods = Call_methods,
+    .tp_getset = Call_getset,
+};
+
+/* ---- module ----------------------------------------------------------------------- */
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "core._speedups",
+    .m_doc = "The one-handler publish path of EventBus, in C (optional).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    str_fast = PyUnicode_InternFromString("fast");
+    str_throw = PyUnicode_InternFromString("throw");
+    str_close = PyUnicode_InternFromString("close");
+    int_plus_one = PyLong_FromLong(1);
+    int_minus_one = PyLong_FromLong(-1);
+    if (str_fast == NULL || str_throw == NULL || str_close == NULL || int_plus_one == NULL ||
+        int_minus_one == NULL) {
+        return NULL;
+    }
+    if (PyType_Ready(&Publisher_Type) < 0 || PyType_Ready(&Call_Type) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&speedups_module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "Publisher", (PyObject *)&Publisher_Type) < 0 ||
+        PyModule_AddObjectRef(m, "Call", (PyObject *)&Call_Type) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

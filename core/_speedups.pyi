@@ -1,0 +1,38 @@
+"""Types of the optional C extension core._speedups (see core/_speedups.c)."""
+
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
+from typing import Any, final
+
+from .dispatch import Route
+from .events import DispatchContext, Event
+from .results import PublishResult, _CompletedResult
+
+@final
+class Publisher:
+    """The one-handler publish path of an EventBus."""
+
+    @property
+    def completed(self) -> int: ...
+    def __init__(
+        self,
+        routes: dict[type, Route],
+        var: ContextVar[Event | DispatchContext | None],
+        result_type: type[_CompletedResult],
+        active: Callable[[int], None],
+        failed: Callable[
+            [Route, Event, Exception, float, bool | None], Coroutine[Any, Any, PublishResult]
+        ],
+    ) -> None: ...
+    def __call__(
+        self, event: Event, raise_on_error: bool | None, /
+    ) -> Coroutine[Any, Any, PublishResult] | None: ...
+
+@final
+class Call(Coroutine[Any, Any, PublishResult]):
+    """A one-handler publish in progress: await it."""
+
+    def send(self, value: Any, /) -> Any: ...
+    def throw(self, typ: Any, val: Any = ..., tb: Any = ..., /) -> Any: ...
+    def close(self) -> None: ...
+    def __await__(self) -> Any: ...
