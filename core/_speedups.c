@@ -30,6 +30,8 @@
 static PyObject *str_fast;     /* "fast": the Route attribute Publisher reads */
 static PyObject *str_throw;
 static PyObject *str_close;
+static PyObject *str_published;
+static PyObject *str_succeeded;
 static PyObject *int_plus_one;  /* active(+1) */
 static PyObject *int_minus_one; /* active(-1) */
 
@@ -111,6 +113,126 @@ result_of_throw(PyObject *yielded, PyObject **presult)
     return PYGEN_ERROR;
 }
 
+/* ---- the built-in metrics recorders (core.metrics) --------------------------------- */
+
+#define RING 1024 /* recent durations kept per (handler, event type): core.metrics._RING */
+
+typedef struct {
+    PyObject_HEAD
+    long long count;
+} TypeCount;
+
+static PyObject *
+TypeCount_published(TypeCount *self, PyObject *Py_UNUSED(ignored))
+{
+    self->count++;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef TypeCount_methods[] = {
+    {"published", (PyCFunction)TypeCount_published, METH_NOARGS, "Count one publish."},
+    {NULL},
+};
+
+static PyMemberDef TypeCount_members[] = {
+    {"count", T_LONGLONG, offsetof(TypeCount, count), 0, "events published"},
+    {NULL},
+};
+
+static PyTypeObject TypeCount_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "core._speedups.TypeCount",
+    .tp_basicsize = sizeof(TypeCount),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Publishes of one event type.",
+    .tp_new = PyType_GenericNew,
+    .tp_methods = TypeCount_methods,
+    .tp_members = TypeCount_members,
+};
+
+typedef struct {
+    PyObject_HEAD
+    long long n; /* outcomes recorded, each with its duration */
+    long long failed_n, timed_out, rejected, retries, dead_letters;
+    double total, max;
+    double ring[RING]; /* the last RING durations; only min(n, RING) are real */
+} Durations;
+
+static inline void
+durations_add(Durations *self, double duration)
+{
+    self->ring[self->n & (RING - 1)] = duration;
+    self->n++;
+    self->total += duration;
+    if (duration > self->max) {
+        self->max = duration;
+    }
+}
+
+static PyObject *
+Durations_succeeded(Durations *self, PyObject *arg)
+{
+    double d = PyFloat_AsDouble(arg);
+    if (d == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    durations_add(self, d);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Durations_get_samples(Durations *self, void *Py_UNUSED(closure))
+{
+    Py_ssize_t k = self->n < RING ? (Py_ssize_t)self->n : RING;
+    PyObject *out = PyList_New(k);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *f = PyFloat_FromDouble(self->ring[i]);
+        if (f == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, f);
+    }
+    return out;
+}
+
+static PyMethodDef Durations_methods[] = {
+    {"succeeded", (PyCFunction)Durations_succeeded, METH_O, "Record one ok outcome."},
+    {NULL},
+};
+
+static PyMemberDef Durations_members[] = {
+    {"n", T_LONGLONG, offsetof(Durations, n), 0, "outcomes recorded"},
+    {"failed_n", T_LONGLONG, offsetof(Durations, failed_n), 0, NULL},
+    {"timed_out", T_LONGLONG, offsetof(Durations, timed_out), 0, NULL},
+    {"rejected", T_LONGLONG, offsetof(Durations, rejected), 0, NULL},
+    {"retries", T_LONGLONG, offsetof(Durations, retries), 0, NULL},
+    {"dead_letters", T_LONGLONG, offsetof(Durations, dead_letters), 0, NULL},
+    {"total", T_DOUBLE, offsetof(Durations, total), 0, "sum of durations"},
+    {"max", T_DOUBLE, offsetof(Durations, max), 0, "longest duration"},
+    {NULL},
+};
+
+static PyGetSetDef Durations_getset[] = {
+    {"samples", (getter)Durations_get_samples, NULL, "the recent durations kept", NULL},
+    {NULL},
+};
+
+static PyTypeObject Durations_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "core._speedups.Durations",
+    .tp_basicsize = sizeof(Durations),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Counts and durations of one handler on one event type.",
+    .tp_new = PyType_GenericNew,
+    .tp_methods = Durations_methods,
+    .tp_members = Durations_members,
+    .tp_getset = Durations_getset,
+};
+
 /* ---- Publisher -------------------------------------------------------------------- */
 
 typedef struct {
@@ -133,7 +255,7 @@ typedef struct {
     Publisher *pub;
     PyObject *event;
     PyObject *route;
-    PyObject *fast;          /* route.fast: (fn, published, succeeded, names) */
+    PyObject *fast;          /* route.fast: (fn, type recorder, handler recorder, names) */
     PyObject *raise_on_error;
     PyObject *token;         /* the context variable's token while the handler runs */
     PyObject *inner;         /* the handler's iterator, then the failure coroutine */
@@ -367,12 +489,18 @@ Call_succeeded(Call *self, double duration, PyObject **presult)
     if (d == NULL) {
         goto error;
     }
-    PyObject *r = PyObject_CallOneArg(PyTuple_GET_ITEM(self->fast, 2), d);
-    if (r == NULL) {
-        Py_DECREF(d);
-        goto error;
+    PyObject *rec = PyTuple_GET_ITEM(self->fast, 2);
+    if (PyObject_TypeCheck(rec, &Durations_Type)) {
+        durations_add((Durations *)rec, duration);
     }
-    Py_DECREF(r);
+    else {
+        PyObject *r = PyObject_CallMethodOneArg(rec, str_succeeded, d);
+        if (r == NULL) {
+            Py_DECREF(d);
+            goto error;
+        }
+        Py_DECREF(r);
+    }
     PyObject *durations = PyTuple_New(1);
     if (durations == NULL) {
         Py_DECREF(d);
@@ -487,11 +615,17 @@ Call_step(Call *self, PySendResult r, PyObject *value, PyObject **presult)
 static PySendResult
 Call_start(Call *self, PyObject **presult)
 {
-    PyObject *published = PyObject_CallNoArgs(PyTuple_GET_ITEM(self->fast, 1));
-    if (published == NULL) {
-        goto error;
+    PyObject *counter = PyTuple_GET_ITEM(self->fast, 1);
+    if (PyObject_TypeCheck(counter, &TypeCount_Type)) {
+        ((TypeCount *)counter)->count++;
     }
-    Py_DECREF(published);
+    else {
+        PyObject *r = PyObject_CallMethodNoArgs(counter, str_published);
+        if (r == NULL) {
+            goto error;
+        }
+        Py_DECREF(r);
+    }
     self->token = PyContextVar_Set(self->pub->var, self->event);
     if (self->token == NULL) {
         goto error;
@@ -817,13 +951,16 @@ PyInit__speedups(void)
     str_fast = PyUnicode_InternFromString("fast");
     str_throw = PyUnicode_InternFromString("throw");
     str_close = PyUnicode_InternFromString("close");
+    str_published = PyUnicode_InternFromString("published");
+    str_succeeded = PyUnicode_InternFromString("succeeded");
     int_plus_one = PyLong_FromLong(1);
     int_minus_one = PyLong_FromLong(-1);
-    if (str_fast == NULL || str_throw == NULL || str_close == NULL || int_plus_one == NULL ||
-        int_minus_one == NULL) {
+    if (str_fast == NULL || str_throw == NULL || str_close == NULL || str_published == NULL ||
+        str_succeeded == NULL || int_plus_one == NULL || int_minus_one == NULL) {
         return NULL;
     }
-    if (PyType_Ready(&Publisher_Type) < 0 || PyType_Ready(&Call_Type) < 0) {
+    if (PyType_Ready(&Publisher_Type) < 0 || PyType_Ready(&Call_Type) < 0 ||
+        PyType_Ready(&TypeCount_Type) < 0 || PyType_Ready(&Durations_Type) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&speedups_module);
@@ -831,7 +968,10 @@ PyInit__speedups(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(m, "Publisher", (PyObject *)&Publisher_Type) < 0 ||
-        PyModule_AddObjectRef(m, "Call", (PyObject *)&Call_Type) < 0) {
+        PyModule_AddObjectRef(m, "Call", (PyObject *)&Call_Type) < 0 ||
+        PyModule_AddObjectRef(m, "TypeCount", (PyObject *)&TypeCount_Type) < 0 ||
+        PyModule_AddObjectRef(m, "Durations", (PyObject *)&Durations_Type) < 0 ||
+        PyModule_AddIntConstant(m, "RING", RING) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -36,3 +36,26 @@ class Call(Coroutine[Any, Any, PublishResult]):
     def throw(self, typ: Any, val: Any = ..., tb: Any = ..., /) -> Any: ...
     def close(self) -> None: ...
     def __await__(self) -> Any: ...
+
+RING: int
+
+class TypeCount:
+    """Publishes of one event type."""
+
+    count: int
+    def published(self) -> None: ...
+
+class Durations:
+    """Counts and durations of one handler on one event type."""
+
+    n: int
+    failed_n: int
+    timed_out: int
+    rejected: int
+    retries: int
+    dead_letters: int
+    total: float
+    max: float
+    @property
+    def samples(self) -> list[float]: ...
+    def succeeded(self, duration: float, /) -> None: ...

@@ -17,7 +17,6 @@ import logging
 import os
 import socket
 import traceback
-import types
 import typing
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Coroutine, Sequence
@@ -30,6 +29,7 @@ from uuid import UUID, uuid4
 
 import orjson
 
+from ._native import speedups
 from .clock import Clock, RandomSource, system_clock, system_random
 from .codec import encode
 from .dispatch import Failure, Middleware, Route, Runner, run_plain_route, run_route
@@ -52,6 +52,7 @@ from .events import (
 )
 from .memory import MemoryDeadLetterQueue
 from .metrics import (
+    NULL_RECORDER,
     TRUSTED_COLLECTORS,
     EventTypeRecorder,
     GuardedRecorder,
@@ -85,19 +86,7 @@ if typing.TYPE_CHECKING:
     from ._speedups import Publisher as _speedups_Publisher
 
 
-def _load_speedups() -> types.ModuleType | None:
-    """The C one-handler publish path, unless it is not built (no compiler at install
-    time) or ``PUBSUB_PURE_PYTHON`` is set; the Python path does the same work."""
-    if os.environ.get("PUBSUB_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from . import _speedups
-    except ImportError:
-        return None
-    return _speedups
-
-
-_speedups = _load_speedups()
+_speedups = speedups  # read when a bus is built (tests swap it for None)
 
 DECODE_HANDLER = "<decode>"
 MIDDLEWARE_HANDLER = "<middleware>"
@@ -368,7 +357,7 @@ class EventBus:
                 for s in self._subs
                 if s.event_type in mro
             )
-            route = self._routes[cls] = Route(matched, self._type_recorder(type_name).published)
+            route = self._routes[cls] = Route(matched, self._type_recorder(type_name))
         return route
 
     # -- middleware and hooks ------------------------------------------------------------
@@ -1066,7 +1055,8 @@ class EventBus:
                         full
                         if wanted is None
                         else Route(
-                            tuple(r for r in full.runners if r[0].name in wanted), full.published
+                            tuple(r for r in full.runners if r[0].name in wanted),
+                            full.type_recorder,
                         )
                     )
                 if route.runners:
@@ -1150,7 +1140,7 @@ class EventBus:
                     f"dead letter {entry_id} belongs to handler {entry.handler!r}, which is not "
                     "loaded: pass the app that defines it"
                 )
-            route = Route(((runner, self._recorder(runner.name, event.event_type)),), _noop)
+            route = Route(((runner, self._recorder(runner.name, event.event_type)),), NULL_RECORDER)
             outcomes = await run_route(route, event, DispatchContext(event, 1, True), self._tasks)
         failures = [o for o in outcomes if o.status is not OutcomeStatus.OK]
         outcome = outcomes[0] if len(outcomes) == 1 else None
@@ -1180,10 +1170,6 @@ class EventBus:
             traceback="".join(traceback.format_exception(error)),
             at=datetime.now(UTC),
         )
-
-
-def _noop() -> None:
-    return None
 
 
 def _bind(

@@ -21,7 +21,7 @@ from typing import Any
 
 from .clock import Clock, RandomSource
 from .events import DispatchContext, Event, _dispatch
-from .metrics import HandlerRecorder
+from .metrics import EventTypeRecorder, HandlerRecorder
 from .policies import CircuitBreaker, HandlerPolicy
 from .results import HandlerOutcome, OutcomeStatus
 from .routing import Subscription, is_async_handler
@@ -272,12 +272,13 @@ class Route:
         "published",
         "runners",
         "single",
+        "type_recorder",
     )
 
     def __init__(
         self,
         runners: tuple[tuple[Runner, HandlerRecorder], ...],
-        published: Callable[[], None],
+        type_recorder: EventTypeRecorder,
     ) -> None:
         self.runners = runners
         self.single = runners[0] if len(runners) == 1 else None
@@ -287,11 +288,12 @@ class Route:
         self.every_plain = all(runner.plain for runner, _ in runners)
         self.all_async = self.every_plain and all(runner.is_async for runner, _ in runners)
         self.names = tuple(runner.name for runner, _ in runners)
-        self.published = published
+        self.type_recorder = type_recorder
+        self.published = type_recorder.published
         # What the C publish path (core._speedups) needs for a single plain async
-        # handler: (handler, the type's published(), the handler's succeeded(), names).
+        # handler: (handler, type recorder, handler recorder, names).
         self.fast = (
-            (self.plain[0].fn, published, self.plain[1].succeeded, self.names)
+            (self.plain[0].fn, type_recorder, self.plain[1], self.names)
             if self.plain is not None and self.plain[0].is_async
             else None
         )

@@ -10,8 +10,9 @@ max and a bounded ring of recent samples for p50/p99.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ._native import speedups
 from .policies import BreakerState
 from .results import OutcomeStatus
 
@@ -25,7 +26,7 @@ __all__ = [
     "NullMetrics",
 ]
 
-_RING = 1024  # recent samples kept per (handler, event type) for percentiles
+_RING = 1024  # recent samples kept per (handler, event type); core._speedups.RING too
 _MASK = _RING - 1
 
 
@@ -63,8 +64,21 @@ class MetricsCollector(Protocol):
         ...
 
 
-class _Pair:
-    """Counts and durations of one handler on one event type."""
+class _PyTypeCount:
+    """Publishes of one event type (the Python twin of ``core._speedups.TypeCount``)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def published(self) -> None:
+        self.count += 1
+
+
+class _PyDurations:
+    """Counts and a ring of recent durations (the Python twin of
+    ``core._speedups.Durations``, which the C publish path updates in place)."""
 
     __slots__ = (
         "dead_letters",
@@ -90,10 +104,6 @@ class _Pair:
         self.ring = [0.0] * _RING  # the last _RING durations; only min(n, _RING) are real
 
     @property
-    def succeeded_n(self) -> int:
-        return self.n - self.failed_n - self.timed_out - self.rejected
-
-    @property
     def samples(self) -> list[float]:
         return self.ring[: min(self.n, _RING)]
 
@@ -105,6 +115,24 @@ class _Pair:
         self.total += duration
         if duration > self.max:
             self.max = duration
+
+
+if TYPE_CHECKING:
+    _Durations = _PyDurations
+    _TypeCount = _PyTypeCount
+else:
+    _Durations = _PyDurations if speedups is None else speedups.Durations
+    _TypeCount = _PyTypeCount if speedups is None else speedups.TypeCount
+
+
+class _Pair(_Durations):
+    """Counts and durations of one handler on one event type."""
+
+    __slots__ = ()
+
+    @property
+    def succeeded_n(self) -> int:
+        return self.n - self.failed_n - self.timed_out - self.rejected
 
     def failed(self, duration: float, status: OutcomeStatus) -> None:
         if status is OutcomeStatus.TIMED_OUT:
@@ -120,16 +148,6 @@ class _Pair:
 
     def dead_lettered(self) -> None:
         self.dead_letters += 1
-
-
-class _TypeCount:
-    __slots__ = ("count",)
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def published(self) -> None:
-        self.count += 1
 
 
 def _percentile(sorted_samples: list[float], q: float) -> float:
@@ -228,7 +246,7 @@ class _NullRecorder:
         return None
 
 
-_NULL = _NullRecorder()
+_NULL = NULL_RECORDER = _NullRecorder()  # records nothing
 
 
 class NullMetrics:
