@@ -1,23 +1,26 @@
 /* core._speedups: the one-handler hot path of EventBus.publish_async, in C.
  *
- * Optional: core/bus.py falls back to the equivalent Python path when this module is
- * missing (no compiler at install time) or PUBSUB_PURE_PYTHON is set. Both paths keep
- * the same promises: the handled event is in the dispatch context variable while the
- * handler runs, the publish and the handler's duration are recorded, and the result
- * is a PublishResult. A failure is handed back to Python (EventBus._fast_failed), which
- * builds the outcome and the dead letter.
+ * Optional: core/_native.py loads it, and the bus falls back to the equivalent Python
+ * path when it is missing (no compiler at install time) or PUBSUB_PURE_PYTHON is set.
+ * Both paths keep the same promises: the handled event is in the dispatch context
+ * variable while the handler runs, the publish and the handler's duration are
+ * recorded, the publish counts as in flight while it is suspended, and the result is a
+ * PublishResult. A handler's failure is handed to Python (EventBus._fast_failed),
+ * which builds the outcome and the dead letter.
  *
- * Publisher(routes, var, result_type, active, failed) is called as
- * publisher(event, raise_on_error). It returns None when the event's route is not
- * cached or is not a single plain async handler (the caller then takes the general
- * path), and otherwise a Call: a coroutine-like object that does nothing until it is
- * awaited (or sent None by a task), exactly like the coroutine of an async def.
+ * Publisher(routes, var, result_type, active, failed, general) is called as
+ * publisher(event, raise_on_error) and returns a Call: an object that behaves like the
+ * coroutine of an async def. It does nothing until it is awaited (or sent None by a
+ * task); then, like the Python path, it looks up the event's route. For a single plain
+ * handler (async, or sync with inline=True) it runs the handler in the awaiting task:
+ * a handler that finishes without suspending completes the publish in one step, with
+ * no frame of its own. One that suspends has send/throw/close forwarded to it until it
+ * finishes, and is reported in flight meanwhile (active(+1) / active(-1)), so drain
+ * and aclose see it. Any other case (several handlers, a policy, a route not cached
+ * yet, a bus that is no longer plain) runs general(event, raise_on_error) instead.
  *
- * A Call runs the handler's coroutine in the awaiting task. When the handler finishes
- * without suspending, the publish completes in one step, with no frame of its own.
- * When it suspends, the Call forwards send/throw/close to it until it finishes and
- * reports itself to the bus as in flight (active(+1) / active(-1)) meanwhile, so drain
- * and aclose see it.
+ * TypeCount and Durations are the built-in metrics recorders (core.metrics), updated in
+ * place by the Call; any other recorder is called through its methods.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -243,28 +246,37 @@ typedef struct {
     PyTypeObject *result_type;
     PyObject *active;        /* bus._fast_active(delta) */
     PyObject *failed;        /* bus._fast_failed(route, event, exc, t0, raise_on_error) */
+    PyObject *general;       /* bus._publish(event, raise_on_error): every other case */
+    char enabled;            /* the bus is plain (no store, middleware, hooks; open) */
     PyObject *empty;         /* () */
     Py_ssize_t off_event, off_names, off_durations, off_outcomes;
     long long completed;     /* publishes this path completed with the handler ok */
+    long long executing;     /* Calls running their handler, not (yet) in bus._active */
 } Publisher;
 
-typedef enum { ST_INIT, ST_RUNNING, ST_DELEGATE, ST_DONE } CallState;
+/* RUNNING: the handler; DELEGATE: the failure coroutine (still in flight, the context
+ * variable still set); GENERAL: the general path's coroutine, forwarded as is. */
+typedef enum { ST_INIT, ST_RUNNING, ST_DELEGATE, ST_GENERAL, ST_DONE } CallState;
 
 typedef struct {
     PyObject_HEAD
     Publisher *pub;
     PyObject *event;
     PyObject *route;
-    PyObject *fast;          /* route.fast: (fn, type recorder, handler recorder, names) */
+    PyObject *fast;          /* route.fast: (fn, type recorder, handler recorder, names,
+                                is_async) */
     PyObject *raise_on_error;
     PyObject *token;         /* the context variable's token while the handler runs */
     PyObject *inner;         /* the handler's iterator, then the failure coroutine */
     double t0;
     CallState state;
-    int suspended;
+    int suspended;           /* counted in bus._active (it suspended) */
+    int executing;           /* counted in pub->executing (it has not suspended) */
+    int running;             /* inside send/throw/close: re-entry is refused */
 } Call;
 
 static PyTypeObject Call_Type;
+static PySendResult Call_am_send(Call *self, PyObject *arg, PyObject **presult);
 
 static Py_ssize_t
 slot_offset(PyTypeObject *type, const char *name)
@@ -300,43 +312,28 @@ set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value)
 static PyObject *
 Publisher_call(PyObject *self_obj, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    Publisher *self = (Publisher *)self_obj;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (nargs != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
         PyErr_SetString(PyExc_TypeError, "Publisher(event, raise_on_error) takes 2 arguments");
         return NULL;
     }
-    PyObject *event = args[0];
-    PyObject *route = PyDict_GetItemWithError(self->routes, (PyObject *)Py_TYPE(event));
-    if (route == NULL) {
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-        Py_RETURN_NONE;  /* not cached yet: the general path builds the route */
-    }
-    PyObject *fast = PyObject_GetAttr(route, str_fast);
-    if (fast == NULL) {
-        return NULL;
-    }
-    if (!PyTuple_CheckExact(fast) || PyTuple_GET_SIZE(fast) != 4) {
-        Py_DECREF(fast);
-        Py_RETURN_NONE;
-    }
+    /* Everything else is decided when the publish starts, as in a coroutine. */
     Call *call = PyObject_GC_New(Call, &Call_Type);
     if (call == NULL) {
-        Py_DECREF(fast);
         return NULL;
     }
     call->pub = (Publisher *)Py_NewRef(self_obj);
-    call->event = Py_NewRef(event);
-    call->route = Py_NewRef(route);
-    call->fast = fast;
+    call->event = Py_NewRef(args[0]);
+    call->route = NULL;
+    call->fast = NULL;
     call->raise_on_error = Py_NewRef(args[1]);
     call->token = NULL;
     call->inner = NULL;
     call->t0 = 0.0;
     call->state = ST_INIT;
     call->suspended = 0;
+    call->executing = 0;
+    call->running = 0;
     PyObject_GC_Track(call);
     return (PyObject *)call;
 }
@@ -344,11 +341,12 @@ Publisher_call(PyObject *self_obj, PyObject *const *args, size_t nargsf, PyObjec
 static PyObject *
 Publisher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"routes", "var", "result_type", "active", "failed", NULL};
-    PyObject *routes, *var, *result_type, *active, *failed;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO!OO:Publisher", kwlist, &PyDict_Type,
+    static char *kwlist[] = {"routes", "var", "result_type", "active", "failed", "general",
+                             NULL};
+    PyObject *routes, *var, *result_type, *active, *failed, *general;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO!OOO:Publisher", kwlist, &PyDict_Type,
                                      &routes, &var, &PyType_Type, &result_type, &active,
-                                     &failed)) {
+                                     &failed, &general)) {
         return NULL;
     }
     if (!PyContextVar_CheckExact(var)) {
@@ -373,6 +371,8 @@ Publisher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->result_type = (PyTypeObject *)Py_NewRef(result_type);
     self->active = Py_NewRef(active);
     self->failed = Py_NewRef(failed);
+    self->general = Py_NewRef(general);
+    self->enabled = 1;
     self->empty = PyTuple_New(0);
     if (self->empty == NULL) {
         Py_DECREF(self);
@@ -383,6 +383,7 @@ Publisher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->off_durations = off_durations;
     self->off_outcomes = off_outcomes;
     self->completed = 0;
+    self->executing = 0;
     return (PyObject *)self;
 }
 
@@ -394,6 +395,7 @@ Publisher_traverse(Publisher *self, visitproc visit, void *arg)
     Py_VISIT(self->result_type);
     Py_VISIT(self->active);
     Py_VISIT(self->failed);
+    Py_VISIT(self->general);
     return 0;
 }
 
@@ -405,6 +407,7 @@ Publisher_clear(Publisher *self)
     Py_CLEAR(self->result_type);
     Py_CLEAR(self->active);
     Py_CLEAR(self->failed);
+    Py_CLEAR(self->general);
     Py_CLEAR(self->empty);
     return 0;
 }
@@ -420,6 +423,10 @@ Publisher_dealloc(Publisher *self)
 static PyMemberDef Publisher_members[] = {
     {"completed", T_LONGLONG, offsetof(Publisher, completed), READONLY,
      "publishes completed on this path with their handler ok"},
+    {"executing", T_LONGLONG, offsetof(Publisher, executing), READONLY,
+     "publishes running their handler that have not suspended (in flight too)"},
+    {"enabled", T_BOOL, offsetof(Publisher, enabled), 0,
+     "False sends publishes that start now to the general path"},
     {NULL},
 };
 
@@ -463,6 +470,10 @@ Call_leave(Call *self)
             rc = -1;
         }
         Py_CLEAR(self->token);
+    }
+    if (self->executing) {
+        self->executing = 0;
+        self->pub->executing--;
     }
     if (self->suspended) {
         self->suspended = 0;
@@ -529,6 +540,29 @@ error:
     return PYGEN_ERROR;
 }
 
+static int Call_count_in_flight(Call *self);
+
+/* What the failure coroutine did: like the Python path's `finally`, the context
+ * variable is reset and the in-flight count left only when it is finished. */
+static PySendResult
+Call_delegate_step(Call *self, PySendResult r, PyObject **presult)
+{
+    if (r == PYGEN_NEXT) {
+        if (Call_count_in_flight(self) < 0) {
+            Py_CLEAR(*presult);
+            return PYGEN_ERROR;
+        }
+        return r;
+    }
+    if (Call_leave(self) < 0 && r == PYGEN_RETURN) {
+        Py_CLEAR(*presult);
+        r = PYGEN_ERROR;
+    }
+    self->state = ST_DONE;
+    Call_release(self);
+    return r;
+}
+
 /* Hand the handler's exception to the bus (EventBus._fast_failed) and run the
  * coroutine it returns in place of the rest of this publish. */
 static PySendResult
@@ -543,6 +577,7 @@ Call_failed(Call *self, PyObject *exc, PyObject **presult)
     }
     Py_DECREF(exc);
     if (delegate == NULL) {
+        Call_leave(self);
         self->state = ST_DONE;
         Call_release(self);
         *presult = NULL;
@@ -552,11 +587,39 @@ Call_failed(Call *self, PyObject *exc, PyObject **presult)
     self->inner = delegate;
     self->state = ST_DELEGATE;
     PySendResult r = PyIter_Send(delegate, Py_None, presult);
-    if (r != PYGEN_NEXT) {
-        self->state = ST_DONE;
-        Call_release(self);
+    return Call_delegate_step(self, r, presult);
+}
+
+/* First suspension: count the publish in flight. On failure, abandon the inner
+ * iterator and finish with the error. */
+static int
+Call_count_in_flight(Call *self)
+{
+    if (self->suspended) {
+        return 0;
     }
-    return r;
+    PyObject *res = PyObject_CallOneArg(self->pub->active, int_plus_one);
+    if (res != NULL) {
+        Py_DECREF(res);
+        self->suspended = 1;
+        if (self->executing) {
+            self->executing = 0;
+            self->pub->executing--;
+        }
+        return 0;
+    }
+    PyObject *inner = self->inner;
+    self->inner = NULL;
+    PyObject *exc = fetch_exception();
+    PyObject *c = PyObject_CallMethodNoArgs(inner, str_close);
+    Py_XDECREF(c);
+    PyErr_Clear();
+    Py_DECREF(inner);
+    restore_exception(exc);
+    Call_leave(self);
+    self->state = ST_DONE;
+    Call_release(self);
+    return -1;
 }
 
 /* What the handler's iterator did on a send or a throw. */
@@ -564,27 +627,10 @@ static PySendResult
 Call_step(Call *self, PySendResult r, PyObject *value, PyObject **presult)
 {
     if (r == PYGEN_NEXT) {
-        if (!self->suspended) {
-            PyObject *res = PyObject_CallOneArg(self->pub->active, int_plus_one);
-            if (res == NULL) {
-                /* Could not count it in flight: stop here, as a failed start would. */
-                Py_DECREF(value);
-                PyObject *inner = self->inner;
-                self->inner = NULL;
-                PyObject *exc = fetch_exception();
-                PyObject *c = PyObject_CallMethodNoArgs(inner, str_close);
-                Py_XDECREF(c);
-                PyErr_Clear();
-                Py_DECREF(inner);
-                restore_exception(exc);
-                Call_leave(self);
-                self->state = ST_DONE;
-                Call_release(self);
-                *presult = NULL;
-                return PYGEN_ERROR;
-            }
-            Py_DECREF(res);
-            self->suspended = 1;
+        if (Call_count_in_flight(self) < 0) {
+            Py_DECREF(value);
+            *presult = NULL;
+            return PYGEN_ERROR;
         }
         *presult = value;
         return PYGEN_NEXT;
@@ -603,7 +649,8 @@ Call_step(Call *self, PySendResult r, PyObject *value, PyObject **presult)
     }
     /* The handler raised. An Exception is a handler failure; anything else
      * (CancelledError, KeyboardInterrupt, SystemExit) goes to the awaiting task. */
-    if (Call_leave(self) < 0 || !PyErr_ExceptionMatches(PyExc_Exception)) {
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        Call_leave(self);
         self->state = ST_DONE;
         Call_release(self);
         *presult = NULL;
@@ -612,10 +659,94 @@ Call_step(Call *self, PySendResult r, PyObject *value, PyObject **presult)
     return Call_failed(self, fetch_exception(), presult);
 }
 
+/* The iterator that `await obj` drives (as the interpreter finds it). Steals obj. */
+static PyObject *
+awaitable_iter(PyObject *obj)
+{
+    if (PyCoro_CheckExact(obj)) {
+        return obj;
+    }
+    if (PyGen_CheckExact(obj)) {
+        /* A generator-based coroutine (types.coroutine) is awaitable as it is. */
+        PyObject *code = PyObject_GetAttrString(obj, "gi_code");
+        PyObject *flags = code == NULL ? NULL : PyObject_GetAttrString(code, "co_flags");
+        Py_XDECREF(code);
+        long f = flags == NULL ? -1 : PyLong_AsLong(flags);
+        Py_XDECREF(flags);
+        if (f == -1 && PyErr_Occurred()) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+        if (f & CO_ITERABLE_COROUTINE) {
+            return obj;
+        }
+    }
+    PyAsyncMethods *am = Py_TYPE(obj)->tp_as_async;
+    if (am == NULL || am->am_await == NULL) {
+        PyErr_Format(PyExc_TypeError, "object %.100s can't be used in 'await' expression",
+                     Py_TYPE(obj)->tp_name);
+        Py_DECREF(obj);
+        return NULL;
+    }
+    PyObject *it = am->am_await(obj);
+    Py_DECREF(obj);
+    if (it != NULL && (PyCoro_CheckExact(it) || !PyIter_Check(it))) {
+        PyErr_Format(PyExc_TypeError, "__await__() returned %s of type '%.100s'",
+                     PyCoro_CheckExact(it) ? "a coroutine" : "a non-iterator",
+                     Py_TYPE(it)->tp_name);
+        Py_CLEAR(it);
+    }
+    return it;
+}
+
+/* Not a single plain handler (or the bus is no longer plain): run the general path's
+ * coroutine in place of this one. */
+static PySendResult
+Call_general(Call *self, PyObject **presult)
+{
+    PyObject *args[2] = {self->event, self->raise_on_error};
+    PyObject *coro = PyObject_Vectorcall(self->pub->general, args, 2, NULL);
+    if (coro == NULL) {
+        self->state = ST_DONE;
+        Call_release(self);
+        *presult = NULL;
+        return PYGEN_ERROR;
+    }
+    self->inner = coro;
+    self->state = ST_GENERAL;
+    PySendResult r = PyIter_Send(coro, Py_None, presult);
+    if (r != PYGEN_NEXT) {
+        self->state = ST_DONE;
+        Call_release(self);
+    }
+    return r;
+}
+
 static PySendResult
 Call_start(Call *self, PyObject **presult)
 {
-    PyObject *counter = PyTuple_GET_ITEM(self->fast, 1);
+    if (!self->pub->enabled) {
+        return Call_general(self, presult);
+    }
+    PyObject *route =
+        PyDict_GetItemWithError(self->pub->routes, (PyObject *)Py_TYPE(self->event));
+    if (route == NULL) {
+        if (PyErr_Occurred()) {
+            goto error;
+        }
+        return Call_general(self, presult);  /* not cached yet: the general path builds it */
+    }
+    self->route = Py_NewRef(route);  /* borrowed until here: nothing ran in between */
+    PyObject *fast = PyObject_GetAttr(route, str_fast);
+    if (fast == NULL) {
+        goto error;
+    }
+    if (!PyTuple_CheckExact(fast) || PyTuple_GET_SIZE(fast) != 5) {
+        Py_DECREF(fast);
+        return Call_general(self, presult);
+    }
+    self->fast = fast;
+    PyObject *counter = PyTuple_GET_ITEM(fast, 1);
     if (PyObject_TypeCheck(counter, &TypeCount_Type)) {
         ((TypeCount *)counter)->count++;
     }
@@ -631,21 +762,20 @@ Call_start(Call *self, PyObject **presult)
         goto error;
     }
     self->state = ST_RUNNING;
+    self->executing = 1;
+    self->pub->executing++;
     self->t0 = perf_now();
-    PyObject *coro = PyObject_CallOneArg(PyTuple_GET_ITEM(self->fast, 0), self->event);
-    if (coro != NULL && !PyCoro_CheckExact(coro)) {
-        /* An object with an async __call__ may return any awaitable. */
-        PyAsyncMethods *am = Py_TYPE(coro)->tp_as_async;
-        PyObject *it = NULL;
-        if (am != NULL && am->am_await != NULL) {
-            it = am->am_await(coro);
-        }
-        else {
-            PyErr_Format(PyExc_TypeError, "object %.100s can't be used in 'await' expression",
-                         Py_TYPE(coro)->tp_name);
+    PyObject *coro = PyObject_CallOneArg(PyTuple_GET_ITEM(fast, 0), self->event);
+    if (PyTuple_GET_ITEM(fast, 4) != Py_True) {
+        /* An inline sync handler: it ran; what it returned is ignored. */
+        if (coro == NULL) {
+            return Call_step(self, PYGEN_ERROR, NULL, presult);
         }
         Py_DECREF(coro);
-        coro = it;
+        return Call_step(self, PYGEN_RETURN, Py_NewRef(Py_None), presult);
+    }
+    if (coro != NULL) {
+        coro = awaitable_iter(coro);
     }
     if (coro == NULL) {
         return Call_step(self, PYGEN_ERROR, NULL, presult);
@@ -662,7 +792,7 @@ error:
 }
 
 static PySendResult
-Call_am_send(Call *self, PyObject *arg, PyObject **presult)
+Call_am_send_impl(Call *self, PyObject *arg, PyObject **presult)
 {
     PyObject *value;
     PySendResult r;
@@ -679,6 +809,9 @@ Call_am_send(Call *self, PyObject *arg, PyObject **presult)
         r = PyIter_Send(self->inner, arg, &value);
         return Call_step(self, r, value, presult);
     case ST_DELEGATE:
+        r = PyIter_Send(self->inner, arg, presult);
+        return Call_delegate_step(self, r, presult);
+    case ST_GENERAL:
         r = PyIter_Send(self->inner, arg, presult);
         if (r != PYGEN_NEXT) {
             self->state = ST_DONE;
@@ -743,21 +876,21 @@ raise_thrown(PyObject *args)
 }
 
 static PyObject *
-Call_throw(Call *self, PyObject *args)
+Call_throw_impl(Call *self, PyObject *args)
 {
     PyObject *value, *meth, *yielded;
     PySendResult r;
     switch (self->state) {
     case ST_RUNNING:
     case ST_DELEGATE:
+    case ST_GENERAL:
         meth = PyObject_GetAttr(self->inner, str_throw);
         if (meth == NULL) {
             /* An iterator without throw(): raise here, as a generator would. */
-            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
-                return NULL;
+            if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                PyErr_Clear();
+                raise_thrown(args);
             }
-            PyErr_Clear();
-            raise_thrown(args);
             yielded = NULL;
         }
         else {
@@ -767,6 +900,9 @@ Call_throw(Call *self, PyObject *args)
         r = result_of_throw(yielded, &value);
         if (self->state == ST_RUNNING) {
             r = Call_step(self, r, value, &value);
+        }
+        else if (self->state == ST_DELEGATE) {
+            r = Call_delegate_step(self, r, &value);
         }
         else if (r != PYGEN_NEXT) {
             self->state = ST_DONE;
@@ -788,17 +924,25 @@ Call_throw(Call *self, PyObject *args)
 }
 
 static PyObject *
-Call_close(Call *self, PyObject *Py_UNUSED(ignored))
+Call_close_impl(Call *self)
 {
     int failed = 0;
     if (self->inner != NULL) {
-        PyObject *r = PyObject_CallMethodNoArgs(self->inner, str_close);
+        /* An iterator without close() has nothing to close (as for `yield from`). */
+        PyObject *meth = PyObject_GetAttr(self->inner, str_close);
+        PyObject *r = meth == NULL ? NULL : PyObject_CallNoArgs(meth);
+        Py_XDECREF(meth);
         if (r == NULL) {
-            failed = 1;
+            if (meth == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                PyErr_Clear();
+            }
+            else {
+                failed = 1;
+            }
         }
         Py_XDECREF(r);
     }
-    if (self->state == ST_RUNNING) {
+    if (self->state == ST_RUNNING || self->state == ST_DELEGATE) {
         /* Abandoned while the handler was suspended: still reset the context
          * variable and leave the in-flight count. Closed from another context (by the
          * garbage collector), the reset cannot apply and is dropped. */
@@ -814,9 +958,64 @@ Call_close(Call *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+
+static int
+Call_refuse_reentry(Call *self)
+{
+    if (self->running) {
+        PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+        return 1;
+    }
+    return 0;
+}
+
+static PySendResult
+Call_am_send(Call *self, PyObject *arg, PyObject **presult)
+{
+    if (Call_refuse_reentry(self)) {
+        *presult = NULL;
+        return PYGEN_ERROR;
+    }
+    self->running = 1;
+    PySendResult r = Call_am_send_impl(self, arg, presult);
+    self->running = 0;
+    return r;
+}
+
+static PyObject *
+Call_throw(Call *self, PyObject *args)
+{
+    if (Call_refuse_reentry(self)) {
+        return NULL;
+    }
+    self->running = 1;
+    PyObject *r = Call_throw_impl(self, args);
+    self->running = 0;
+    return r;
+}
+
+static PyObject *
+Call_close(Call *self, PyObject *Py_UNUSED(ignored))
+{
+    if (Call_refuse_reentry(self)) {
+        return NULL;
+    }
+    self->running = 1;
+    PyObject *r = Call_close_impl(self);
+    self->running = 0;
+    return r;
+}
+
 static PyObject *
 Call_await(Call *self)
 {
+    /* Suspended in an await of its own: a second awaiter would steal its resumptions
+     * (running: am_send raises "already executing", as for a coroutine). */
+    if (!self->running && (self->state == ST_RUNNING || self->state == ST_DELEGATE ||
+                           self->state == ST_GENERAL)) {
+        PyErr_SetString(PyExc_RuntimeError, "coroutine is being awaited already");
+        return NULL;
+    }
     return Py_NewRef(self);
 }
 
@@ -890,7 +1089,7 @@ Call_get_qualname(Call *self, void *Py_UNUSED(closure))
 static PyObject *
 Call_get_running(Call *self, void *Py_UNUSED(closure))
 {
-    return PyBool_FromLong(0);
+    return PyBool_FromLong(self->running);
 }
 
 static PyObject *
@@ -930,7 +1129,6 @@ static PyTypeObject Call_Type = {
     .tp_traverse = (traverseproc)Call_traverse,
     .tp_clear = (inquiry)Call_clear,
     .tp_as_async = &Call_as_async,
-    .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)Call_iternext,
     .tp_methods = Call_methods,
     .tp_getset = Call_getset,

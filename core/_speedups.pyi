@@ -14,6 +14,7 @@ class Publisher:
 
     @property
     def completed(self) -> int: ...
+    enabled: bool
     def __init__(
         self,
         routes: dict[type, Route],
@@ -23,10 +24,11 @@ class Publisher:
         failed: Callable[
             [Route, Event, Exception, float, bool | None], Coroutine[Any, Any, PublishResult]
         ],
+        general: Callable[[Event, bool | None], Coroutine[Any, Any, PublishResult]],
     ) -> None: ...
     def __call__(
         self, event: Event, raise_on_error: bool | None, /
-    ) -> Coroutine[Any, Any, PublishResult] | None: ...
+    ) -> Coroutine[Any, Any, PublishResult]: ...
 
 @final
 class Call(Coroutine[Any, Any, PublishResult]):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
 import os
@@ -234,7 +235,12 @@ class EventBus:
             None
             if _speedups is None
             else _speedups.Publisher(
-                self._routes, _dispatch, _CompletedResult, self._fast_active, self._fast_failed
+                self._routes,
+                _dispatch,
+                _CompletedResult,
+                self._fast_active,
+                self._fast_failed,
+                self._publish,
             )
         )
         self._fast_call: _speedups_Publisher | None = None
@@ -397,7 +403,11 @@ class EventBus:
         self._plain = not (
             self._closed or self._dev or self._hooks or self._middleware or self._store is not None
         )
-        self._fast_call = self._fast if self._plain else None
+        if self._fast is not None:
+            # A publish created before a change but started after it goes the general
+            # way, as a coroutine of the Python path would.
+            self._fast.enabled = self._plain
+            self._fast_call = self._fast if self._plain else None
 
     def _compose(self) -> Callable[[Event], Awaitable[list[HandlerOutcome]]]:
         async def innermost(event: Event) -> list[HandlerOutcome]:
@@ -480,9 +490,7 @@ class EventBus:
         extension's equivalent for a single plain async handler)."""
         fast = self._fast_call
         if fast is not None:
-            call = fast(event, raise_on_error)
-            if call is not None:
-                return call
+            return fast(event, raise_on_error)
         return self._publish(event, raise_on_error)
 
     def _fast_active(self, delta: int) -> None:
@@ -527,10 +535,10 @@ class EventBus:
                     failure = runner.failed_once(rec, exc, t0)
                     return await self._finish_unlogged(event, [failure], raise_on_error)
                 finally:
-                    _dispatch.reset(token)
                     self._active -= 1
                     if self._idle is not None and not self._active:
                         self._idle.set()
+                    _reset_dispatch(token)
                 rec.succeeded(duration)
                 self._counters.published += 1
                 self._counters.ok += 1
@@ -553,6 +561,11 @@ class EventBus:
             event, await self._dispatch_tracked(event, chain), raise_on_error
         )
 
+    # Its coroutines are what publish_async returns: a "never awaited" warning and a
+    # task's repr name publish_async, as they did when it was an async def.
+    _publish.__name__ = "publish_async"
+    _publish.__qualname__ = "EventBus.publish_async"
+
     async def _publish_plain_many(
         self, event: Event, route: Route, raise_on_error: bool | None
     ) -> PublishResult:
@@ -563,10 +576,10 @@ class EventBus:
         try:
             durations, outcomes = await run_plain_route(route, event, self._tasks)
         finally:
-            _dispatch.reset(token)
             self._active -= 1
             if self._idle is not None and not self._active:
                 self._idle.set()
+            _reset_dispatch(token)
         if outcomes is None:
             self._counters.published += 1
             self._counters.ok += len(durations)
@@ -997,7 +1010,7 @@ class EventBus:
             handled_ok=c.ok + fast,
             handled_failed=c.failed,
             dead_lettered=c.dead_lettered,
-            in_flight=self._active,
+            in_flight=self._active + (self._fast.executing if self._fast is not None else 0),
             last_seq=c.last_seq,
             checkpoint=progress.committed if progress else 0,
             internal_errors=len(c.internal_errors),
@@ -1170,6 +1183,16 @@ class EventBus:
             traceback="".join(traceback.format_exception(error)),
             at=datetime.now(UTC),
         )
+
+
+def _reset_dispatch(token: contextvars.Token[Event | DispatchContext | None]) -> None:
+    """Reset the dispatch context variable after a handler, unless the publish is being
+    closed from another context (by the garbage collector, say): that reset cannot
+    apply, and closing must still finish (the C path does the same)."""
+    try:  # noqa: SIM105 - contextlib.suppress costs more than the reset on this path
+        _dispatch.reset(token)
+    except ValueError:
+        pass
 
 
 def _bind(

@@ -290,11 +290,11 @@ class Route:
         self.names = tuple(runner.name for runner, _ in runners)
         self.type_recorder = type_recorder
         self.published = type_recorder.published
-        # What the C publish path (core._speedups) needs for a single plain async
-        # handler: (handler, type recorder, handler recorder, names).
+        # What the C publish path (core._speedups) needs for a single plain handler:
+        # (handler, type recorder, handler recorder, names, is_async).
         self.fast = (
-            (self.plain[0].fn, type_recorder, self.plain[1], self.names)
-            if self.plain is not None and self.plain[0].is_async
+            (self.plain[0].fn, type_recorder, self.plain[1], self.names, self.plain[0].is_async)
+            if self.plain is not None
             else None
         )
 

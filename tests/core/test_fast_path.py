@@ -388,15 +388,6 @@ class TestLaziness:
         assert ran == []
         await bus.aclose()
 
-    @on(
-        python=bug(
-            "bug (core/bus.py): publish_async is now a plain def returning "
-            'self._publish(...), so a dropped pure-Python publish warns "coroutine '
-            "'EventBus._publish' was never awaited\" (a private name); before the C "
-            "change it named 'EventBus.publish_async', as the C Call still does",
-            raises=(RuntimeWarning,),  # the unmatched warning, re-emitted: an error here
-        )
-    )
     async def test_the_warning_names_publish_async(self, path: PublishPath) -> None:
         """The never-awaited warning names what the user called: publish_async."""
         bus = path.one(_nothing)
@@ -407,14 +398,6 @@ class TestLaziness:
             _drop(box)
         await bus.aclose()
 
-    @on(
-        c=bug(
-            "bug (core/_speedups.c Publisher_call): the C path looks up the route "
-            "and decides to bypass the general path when publish_async is CALLED, not when "
-            "the Call is first awaited; a publish created before aclose() and awaited "
-            "after it still dispatches on the closed bus instead of raising BusClosedError",
-        )
-    )
     async def test_a_publish_started_after_aclose_raises(self, path: PublishPath) -> None:
         """The bus is read when the publish starts: made before aclose(), awaited after,
         it raises BusClosedError and the handler never runs (a coroutine is lazy)."""
@@ -431,13 +414,6 @@ class TestLaziness:
         assert ran == []
 
     @pytest.mark.parametrize("change", ["subscribe", "unsubscribe", "middleware", "hook"])
-    @on(
-        c=bug(
-            "bug (core/_speedups.c Publisher_call): the Call binds the route when "
-            "publish_async is called; subscriptions, middleware and hooks changed between "
-            "the call and the first await are ignored (the Python coroutine sees them)",
-        )
-    )
     async def test_the_bus_is_read_when_the_publish_starts(
         self, path: PublishPath, change: str
     ) -> None:
@@ -852,13 +828,6 @@ class TestSuspension:
         assert finished == [4]
         assert (await publishing).ok
 
-    @on(
-        c=bug(
-            "divergence (core/_speedups.c Call_step): the C path counts a publish "
-            "in flight only once its handler has suspended; while the handler runs before "
-            "its first suspension statistics().in_flight is 0 (the Python path says 1)",
-        )
-    )
     async def test_a_running_handler_is_in_flight(self, path: PublishPath) -> None:
         """The handler itself sees its publish in flight, before and after suspending."""
         seen: list[int] = []
@@ -875,14 +844,6 @@ class TestSuspension:
         await bus.aclose()
 
     @pytest.mark.parametrize("suspend", [False, True], ids=["at-once", "suspended"])
-    @on(
-        c=bug(
-            "bug (core/_speedups.c Call_step/Call_failed): the C path leaves the "
-            "in-flight count before it hands a failure to EventBus._fast_failed, so "
-            "drain()/aclose() return while the dead letter is still being written (the "
-            "Python one-handler path keeps the publish in flight until it is written)",
-        )
-    )
     async def test_drain_waits_for_the_dead_letter(self, path: PublishPath, suspend: bool) -> None:
         """A failed publish stays in flight until its dead letter is written."""
         dead_letters = GatedDeadLetters()
@@ -1328,15 +1289,6 @@ class TestCoroutineProtocol:
         yielded.cancel()
         await bus.aclose()
 
-    @on(
-        python=bug(
-            "bug (core/bus.py _publish): closed (or garbage-collected) from another "
-            "context than the one it ran in, a suspended pure-Python publish raises "
-            "ValueError from _dispatch.reset(token) in its finally and skips "
-            "self._active -= 1, so in_flight stays 1 and drain()/aclose() wait forever",
-            raises=(ValueError,),
-        )
-    )
     async def test_closed_from_another_context(self, path: PublishPath) -> None:
         """A suspended publish driven in a copy of the context and closed from this one
         still closes its handler and leaves the in-flight count."""
@@ -1366,14 +1318,6 @@ class TestCoroutineProtocol:
         assert await bus.drain(timeout=1) is True  # returns at once when idle
         await bus.aclose()
 
-    @on(
-        c=bug(
-            "bug (core/_speedups.c Call_am_send): a Call already being awaited by "
-            "one task can be awaited by a second task; instead of RuntimeError('coroutine "
-            "is being awaited already') at once, the second task drives the same handler "
-            "(sends into it) and gets RuntimeError only after the handler finished",
-        )
-    )
     async def test_a_second_await_of_a_running_publish_is_refused(self, path: PublishPath) -> None:
         """Awaiting a publish that another task is awaiting raises RuntimeError at once."""
         gate = asyncio.Event()
@@ -1401,14 +1345,6 @@ class TestCoroutineProtocol:
         assert "being awaited already" in str(results[1])
         await bus.aclose()
 
-    @on(
-        c=bug(
-            "bug (core/_speedups.c Call_step): a handler that awaits its own Call "
-            "crashes the interpreter (SIGSEGV): the re-entrant send fails with "
-            "'coroutine already executing' and Call_step then drops its reference to the "
-            "handler's coroutine (Py_CLEAR(self->inner)) while that coroutine is running",
-        )
-    )
     def test_a_handler_awaiting_its_own_publish(self, path: PublishPath) -> None:
         """A handler awaiting its own publish gets an error (ValueError 'coroutine
         already executing', a handler failure), not a crash. Run in a subprocess."""
@@ -1496,16 +1432,13 @@ def _general_bus(case: str) -> EventBus:
     return bus
 
 
-GENERAL = [
-    "middleware",
-    "hook",
-    "dev-mode",
+NOT_PLAIN = ["middleware", "hook", "dev-mode"]  # the bus is not plain: no Call at all
+GENERAL_ROUTES = [  # a plain bus, but not a single plain handler: a Call runs _publish
     "timeout",
     "retry",
     "max-concurrency",
     "breaker",
     "two-handlers",
-    "inline-sync",
     "sync-in-executor",
     "no-handler",
 ]
@@ -1526,15 +1459,64 @@ class TestWhichPath:
             await bus.publish_async(Ping())
         assert len(ran) == 1
 
-    @pytest.mark.parametrize("case", GENERAL)
-    async def test_the_general_path_is_not_a_call(self, c_path: PublishPath, case: str) -> None:
-        """Buses or routes the C path does not cover return a coroutine that works."""
+    @pytest.mark.parametrize("case", NOT_PLAIN)
+    async def test_a_bus_that_is_not_plain_returns_a_coroutine(
+        self, c_path: PublishPath, case: str
+    ) -> None:
+        """Middleware, hooks or dev mode: publish_async is the Python coroutine."""
         bus = _general_bus(case)
         bus.handlers_for(Ping)
         pending = bus.publish_async(Ping())
         assert not isinstance(pending, c_path.call)
         assert inspect.iscoroutine(pending)
         assert (await pending).ok
+        await bus.aclose()
+
+    @pytest.mark.parametrize("case", GENERAL_ROUTES)
+    async def test_other_routes_run_the_general_path_from_a_call(
+        self, c_path: PublishPath, case: str
+    ) -> None:
+        """On a plain bus every publish is a Call; one whose route is not a single
+        plain handler runs the general path inside it, with the same result."""
+        bus = _general_bus(case)
+        bus.handlers_for(Ping)
+        pending = bus.publish_async(Ping())
+        assert isinstance(pending, c_path.call)
+        result = await pending
+        assert result.ok
+        assert len(result) == {"two-handlers": 2, "no-handler": 0}.get(case, 1)
+        assert bus.statistics().published == 1
+        await bus.aclose()
+
+    async def test_an_inline_sync_handler_takes_the_c_path(self, path: PublishPath) -> None:
+        """A sync handler with inline=True runs in the publisher, in the dispatch context,
+        and is recorded like an async one."""
+        seen: list[Any] = []
+
+        def inline(event: Ping) -> None:
+            ctx = current_dispatch()
+            seen.append(ctx.event if ctx is not None else None)
+
+        bus = EventBus()
+        bus.subscribe(Ping, name="h", inline=True)(inline)
+        event = Ping(3)
+        result = await path.publish(bus, event)
+        assert result.ok
+        assert [o.handler for o in result.outcomes] == ["h"]
+        assert seen == [event]
+        assert current_dispatch() is None
+        snapshot = bus.metrics.snapshot()
+        assert snapshot["handlers"]["h"]["succeeded"] == 1
+        assert snapshot["event_types"][Ping.event_type]["published"] == 1
+
+        def failing(event: Ping) -> None:
+            raise ValueError("inline failure")
+
+        bus.subscribe(SubPing, name="bad", inline=True)(failing)
+        failed = await path.publish(bus, SubPing())
+        assert not failed.ok
+        assert isinstance(failed.failures[0].error, ValueError)
+        assert len(await bus.dead_letters.list_dead_letters()) == 1
         await bus.aclose()
 
     async def test_a_store_takes_the_general_path(self, c_path: PublishPath) -> None:
@@ -1549,15 +1531,19 @@ class TestWhichPath:
             assert result.seq == 1
 
     async def test_the_first_publish_of_a_type_builds_its_route(self, c_path: PublishPath) -> None:
-        """Without a cached route the general path runs (and caches it); the next
-        publish of that type is a Call."""
-        bus = c_path.one(_nothing)
+        """Without a cached route the Call runs the general path (which caches it); the
+        next publish of that type runs the handler from C."""
+        calls: list[str] = []
+
+        async def handler(event: Ping) -> None:
+            calls.append("ran")
+
+        bus = c_path.one(handler)
         first = bus.publish_async(Ping())
-        assert not isinstance(first, c_path.call)
+        assert isinstance(first, c_path.call)
         assert (await first).ok
-        second = bus.publish_async(Ping())
-        assert isinstance(second, c_path.call)
-        assert (await second).ok
+        assert (await c_path.publish(bus, Ping())).ok
+        assert calls == ["ran", "ran"]
         assert bus.statistics().published == 2
         await bus.aclose()
 
@@ -1570,14 +1556,13 @@ class TestWhichPath:
         bus = c_path.one(_nothing)
         bus.add_middleware(mw)
         bus.handlers_for(Ping)
-        assert (await bus.publish_async(Ping())).ok
+        pending = bus.publish_async(Ping())
+        assert inspect.iscoroutine(pending)
+        assert (await pending).ok
         bus.remove_middleware(mw)
         assert (await c_path.publish(bus, Ping())).ok
         bus.subscribe(Ping, name="second")(_nothing)
-        bus.handlers_for(Ping)
-        pending = bus.publish_async(Ping())
-        assert not isinstance(pending, c_path.call)
-        assert len(await pending) == 2
+        assert len(await bus.publish_async(Ping())) == 2
         bus.unsubscribe("second")
         assert len(await c_path.publish(bus, Ping())) == 1
         assert bus.statistics().published == 4
