@@ -268,11 +268,13 @@ typedef struct {
     PyObject *raise_on_error;
     PyObject *token;         /* the context variable's token while the handler runs */
     PyObject *inner;         /* the handler's iterator, then the failure coroutine */
+    PyObject *failure;       /* the handler's exception, "being handled" in ST_DELEGATE */
     double t0;
     CallState state;
     int suspended;           /* counted in bus._active (it suspended) */
     int executing;           /* counted in pub->executing (it has not suspended) */
     int running;             /* inside send/throw/close: re-entry is refused */
+    PyObject *weakrefs;      /* as a coroutine, a Call can be weakly referenced */
 } Call;
 
 static PyTypeObject Call_Type;
@@ -329,11 +331,13 @@ Publisher_call(PyObject *self_obj, PyObject *const *args, size_t nargsf, PyObjec
     call->raise_on_error = Py_NewRef(args[1]);
     call->token = NULL;
     call->inner = NULL;
+    call->failure = NULL;
     call->t0 = 0.0;
     call->state = ST_INIT;
     call->suspended = 0;
     call->executing = 0;
     call->running = 0;
+    call->weakrefs = NULL;
     PyObject_GC_Track(call);
     return (PyObject *)call;
 }
@@ -456,6 +460,7 @@ Call_release(Call *self)
     Py_CLEAR(self->raise_on_error);
     Py_CLEAR(self->token);
     Py_CLEAR(self->inner);
+    Py_CLEAR(self->failure);
 }
 
 /* The handler ran (or was abandoned): reset the context variable, and leave the
@@ -465,9 +470,16 @@ Call_leave(Call *self)
 {
     int rc = 0;
     PyObject *pending = PyErr_Occurred() ? fetch_exception() : NULL;
+    PyObject *err = NULL;  /* the first error of our own */
     if (self->token != NULL) {
         if (PyContextVar_Reset(self->pub->var, self->token) < 0) {
-            rc = -1;
+            if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyErr_Clear();  /* another context: as _reset_dispatch, drop the reset */
+            }
+            else {
+                rc = -1;
+                err = fetch_exception();
+            }
         }
         Py_CLEAR(self->token);
     }
@@ -480,14 +492,21 @@ Call_leave(Call *self)
         PyObject *r = PyObject_CallOneArg(self->pub->active, int_minus_one);
         if (r == NULL) {
             rc = -1;
+            if (err == NULL) {
+                err = fetch_exception();
+            }
+            else {
+                PyErr_Clear();
+            }
         }
         Py_XDECREF(r);
     }
     if (pending != NULL) {
-        if (rc < 0) {
-            PyErr_Clear();  /* the handler's own exception wins */
-        }
+        Py_XDECREF(err);  /* the handler's own exception wins */
         restore_exception(pending);
+    }
+    else if (err != NULL) {
+        restore_exception(err);
     }
     return rc;
 }
@@ -542,6 +561,23 @@ error:
 
 static int Call_count_in_flight(Call *self);
 
+/* Run fn on the delegate with the handler's exception as the one being handled, as
+ * in the Python path's `except Exception as exc:` block (implicit chaining, exc_info). */
+static PyObject *
+handling_begin(Call *self)
+{
+    PyObject *saved = PyErr_GetHandledException();
+    PyErr_SetHandledException(self->failure);
+    return saved;
+}
+
+static void
+handling_end(PyObject *saved)
+{
+    PyErr_SetHandledException(saved);
+    Py_XDECREF(saved);
+}
+
 /* What the failure coroutine did: like the Python path's `finally`, the context
  * variable is reset and the in-flight count left only when it is finished. */
 static PySendResult
@@ -575,8 +611,8 @@ Call_failed(Call *self, PyObject *exc, PyObject **presult)
         delegate = PyObject_Vectorcall(self->pub->failed, args, 5, NULL);
         Py_DECREF(t0);
     }
-    Py_DECREF(exc);
     if (delegate == NULL) {
+        Py_DECREF(exc);
         Call_leave(self);
         self->state = ST_DONE;
         Call_release(self);
@@ -585,8 +621,11 @@ Call_failed(Call *self, PyObject *exc, PyObject **presult)
     }
     Py_CLEAR(self->inner);
     self->inner = delegate;
+    self->failure = exc;
     self->state = ST_DELEGATE;
+    PyObject *saved = handling_begin(self);
     PySendResult r = PyIter_Send(delegate, Py_None, presult);
+    handling_end(saved);
     return Call_delegate_step(self, r, presult);
 }
 
@@ -664,6 +703,19 @@ static PyObject *
 awaitable_iter(PyObject *obj)
 {
     if (PyCoro_CheckExact(obj)) {
+        if (Py_REFCNT(obj) == 1) {
+            return obj;  /* made by this call (an async def): nobody else awaits it */
+        }
+        PyObject *yf = PyObject_GetAttrString(obj, "cr_await");
+        if (yf == NULL || yf != Py_None) {
+            if (yf != NULL) {
+                PyErr_SetString(PyExc_RuntimeError, "coroutine is being awaited already");
+            }
+            Py_XDECREF(yf);
+            Py_DECREF(obj);
+            return NULL;
+        }
+        Py_DECREF(yf);
         return obj;
     }
     if (PyGen_CheckExact(obj)) {
@@ -808,9 +860,12 @@ Call_am_send_impl(Call *self, PyObject *arg, PyObject **presult)
     case ST_RUNNING:
         r = PyIter_Send(self->inner, arg, &value);
         return Call_step(self, r, value, presult);
-    case ST_DELEGATE:
+    case ST_DELEGATE: {
+        PyObject *saved = handling_begin(self);
         r = PyIter_Send(self->inner, arg, presult);
+        handling_end(saved);
         return Call_delegate_step(self, r, presult);
+    }
     case ST_GENERAL:
         r = PyIter_Send(self->inner, arg, presult);
         if (r != PYGEN_NEXT) {
@@ -894,7 +949,11 @@ Call_throw_impl(Call *self, PyObject *args)
             yielded = NULL;
         }
         else {
+            PyObject *saved = self->state == ST_DELEGATE ? handling_begin(self) : NULL;
             yielded = PyObject_Call(meth, args, NULL);
+            if (self->state == ST_DELEGATE) {
+                handling_end(saved);
+            }
             Py_DECREF(meth);
         }
         r = result_of_throw(yielded, &value);
@@ -942,6 +1001,24 @@ Call_close_impl(Call *self)
         }
         Py_XDECREF(r);
     }
+    if (failed && self->state == ST_RUNNING && PyErr_ExceptionMatches(PyExc_Exception)) {
+        /* The handler's cleanup raised: a handler failure, as on the Python path. */
+        PyObject *value;
+        PySendResult r = Call_failed(self, fetch_exception(), &value);
+        if (r == PYGEN_RETURN) {
+            Py_DECREF(value);
+            Py_RETURN_NONE;
+        }
+        if (r == PYGEN_NEXT) {
+            /* The failure path suspended while closing: stop it, as CPython does. */
+            Py_DECREF(value);
+            PyObject *closed = Call_close_impl(self);
+            Py_XDECREF(closed);
+            PyErr_Clear();
+            PyErr_SetString(PyExc_RuntimeError, "coroutine ignored GeneratorExit");
+        }
+        return NULL;
+    }
     if (self->state == ST_RUNNING || self->state == ST_DELEGATE) {
         /* Abandoned while the handler was suspended: still reset the context
          * variable and leave the in-flight count. Closed from another context (by the
@@ -985,6 +1062,10 @@ Call_am_send(Call *self, PyObject *arg, PyObject **presult)
 static PyObject *
 Call_throw(Call *self, PyObject *args)
 {
+    PyObject *typ, *val = NULL, *tb = NULL;
+    if (!PyArg_UnpackTuple(args, "throw", 1, 3, &typ, &val, &tb)) {
+        return NULL;  /* as a coroutine: a bad call changes nothing */
+    }
     if (Call_refuse_reentry(self)) {
         return NULL;
     }
@@ -1052,6 +1133,7 @@ Call_traverse(Call *self, visitproc visit, void *arg)
     Py_VISIT(self->raise_on_error);
     Py_VISIT(self->token);
     Py_VISIT(self->inner);
+    Py_VISIT(self->failure);
     return 0;
 }
 
@@ -1070,18 +1152,21 @@ Call_dealloc(Call *self)
         return;  /* resurrected */
     }
     PyObject_GC_UnTrack(self);
+    if (self->weakrefs != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
     Call_clear(self);
     PyObject_GC_Del(self);
 }
 
 static PyObject *
-Call_get_name(Call *self, void *Py_UNUSED(closure))
+Call_get_name(Call *Py_UNUSED(self), void *Py_UNUSED(closure))
 {
     return PyUnicode_FromString("publish_async");
 }
 
 static PyObject *
-Call_get_qualname(Call *self, void *Py_UNUSED(closure))
+Call_get_qualname(Call *Py_UNUSED(self), void *Py_UNUSED(closure))
 {
     return PyUnicode_FromString("EventBus.publish_async");
 }
@@ -1122,6 +1207,7 @@ static PyTypeObject Call_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "core._speedups.Call",
     .tp_basicsize = sizeof(Call),
+    .tp_weaklistoffset = offsetof(Call, weakrefs),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "A one-handler publish in progress: await it.",
     .tp_dealloc = (destructor)Call_dealloc,
@@ -1129,6 +1215,7 @@ static PyTypeObject Call_Type = {
     .tp_traverse = (traverseproc)Call_traverse,
     .tp_clear = (inquiry)Call_clear,
     .tp_as_async = &Call_as_async,
+    .tp_iter = PyObject_SelfIter,  /* `yield from x.__await__()` (a coroutine's wrapper is iterable) */
     .tp_iternext = (iternextfunc)Call_iternext,
     .tp_methods = Call_methods,
     .tp_getset = Call_getset,

@@ -933,12 +933,17 @@ class EventBus:
 
     # -- lifecycle -------------------------------------------------------------------
 
+    def _in_flight(self) -> int:
+        """Publishes in flight: those counted in ``_active``, and C-path handlers that
+        are running and have not suspended (they join ``_active`` when they do)."""
+        return self._active + (self._fast.executing if self._fast is not None else 0)
+
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until no publish or dispatch is in flight; False if ``timeout`` passed."""
         deadline = None if timeout is None else perf_counter() + timeout
 
         async def settled() -> None:
-            while self._active or self._tasks:
+            while self._in_flight() or self._tasks:
                 if self._tasks:
                     await asyncio.wait(set(self._tasks))
                     continue
@@ -1010,7 +1015,7 @@ class EventBus:
             handled_ok=c.ok + fast,
             handled_failed=c.failed,
             dead_lettered=c.dead_lettered,
-            in_flight=self._active + (self._fast.executing if self._fast is not None else 0),
+            in_flight=self._in_flight(),
             last_seq=c.last_seq,
             checkpoint=progress.committed if progress else 0,
             internal_errors=len(c.internal_errors),

@@ -27,6 +27,7 @@ import sys
 import textwrap
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -1693,4 +1694,159 @@ class TestNoLeak:
         assert sys.getrefcount(event) == held  # the finished Call held no reference
         if how != "cancelled":  # asyncio keeps the CancelledError (and its frames) a while
             assert held == baseline
+        await bus.aclose()
+
+
+# -- 12. found in the second review: both paths alike ------------------------------------
+
+
+class TestSecondReview:
+    @pytest.mark.parametrize("suspend", [False, True], ids=["at-once", "suspended"])
+    async def test_the_failure_is_being_handled_while_dead_lettering(
+        self, path: PublishPath, suspend: bool
+    ) -> None:
+        """The DispatchError chains to the handler's exception, and the dead-letter
+        queue sees it as the exception being handled (as inside ``except``)."""
+        seen: list[BaseException | None] = []
+
+        class Watching(MemoryDeadLetterQueue):
+            async def add_dead_letters(self, entries: Any) -> Any:
+                seen.append(sys.exc_info()[1])
+                return await super().add_dead_letters(entries)
+
+        class Broken(Exception):
+            pass
+
+        async def broken(event: Ping) -> None:
+            if suspend:
+                await asyncio.sleep(0)
+            raise Broken("x")
+
+        bus = path.one(broken, dead_letters=Watching())
+        with pytest.raises(DispatchError) as info:
+            await path.publish(bus, Ping(), raise_on_error=True)
+        assert isinstance(info.value.__context__, Broken)
+        assert len(seen) == 1
+        assert isinstance(seen[0], Broken)
+        assert sys.exc_info()[1] is None
+        await bus.aclose()
+
+    async def test_yield_from_its_await_iterator(self, path: PublishPath) -> None:
+        """A custom awaitable that delegates with ``yield from x.__await__()`` works."""
+
+        class Wrapper:
+            def __init__(self, inner: Any) -> None:
+                self.inner = inner
+
+            def __await__(self) -> Any:
+                return (yield from self.inner.__await__())
+
+        async def suspending(event: Ping) -> None:
+            await asyncio.sleep(0)
+
+        bus = path.one(suspending)
+        result = await Wrapper(path.publish(bus, Ping()))
+        assert result.ok
+        await bus.aclose()
+
+    async def test_a_handler_returning_a_coroutine_awaited_elsewhere_fails(
+        self, path: PublishPath
+    ) -> None:
+        """As ``await`` would: RuntimeError at once, a failure of the handler; the
+        other awaiter keeps its coroutine."""
+        gate = asyncio.Event()
+
+        async def shared() -> int:
+            await gate.wait()
+            return 1
+
+        co = shared()
+        other = asyncio.ensure_future(co)
+        await _turns(1)
+
+        @coroutine_function
+        def handler(event: Ping) -> Any:
+            return co
+
+        bus = path.one(handler)
+        result = await path.publish(bus, Ping())
+        assert not result.ok
+        error = result.failures[0].error
+        assert isinstance(error, RuntimeError)
+        assert "awaited already" in str(error)
+        gate.set()
+        assert await other == 1
+        await bus.aclose()
+
+    async def test_throw_without_arguments_changes_nothing(self, path: PublishPath) -> None:
+        """``throw()`` with no exception is a TypeError and the publish goes on."""
+        gate = asyncio.Event()
+
+        async def waiting(event: Ping) -> None:
+            await gate.wait()
+
+        bus = path.one(waiting)
+        pending = path.publish(bus, Ping())
+        with pytest.raises(TypeError):
+            pending.throw()  # type: ignore[call-arg]
+        task = asyncio.ensure_future(pending)
+        await _turns()
+        with pytest.raises(TypeError):
+            pending.throw()  # type: ignore[call-arg]
+        gate.set()
+        assert (await task).ok
+        stats = bus.statistics()
+        assert (stats.handled_failed, stats.in_flight) == (0, 0)
+        await bus.aclose()
+
+    async def test_close_when_the_cleanup_raises_is_a_failure(self, path: PublishPath) -> None:
+        """Closing a suspended publish whose handler raises from its cleanup records
+        that as the handler's failure (dead letter), and close() returns."""
+        gate = asyncio.Event()
+
+        async def messy(event: Ping) -> None:
+            try:
+                await gate.wait()
+            finally:
+                raise KeyError("cleanup")
+
+        bus = path.one(messy)
+        pending = path.publish(bus, Ping())
+        yielded = pending.send(None)
+        assert pending.close() is None
+        yielded.cancel()
+        stats = bus.statistics()
+        assert (stats.handled_failed, stats.dead_lettered, stats.in_flight) == (1, 1, 0)
+        letters = await bus.dead_letters.list_dead_letters()
+        assert [letter.error_type for letter in letters] == ["builtins.KeyError"]
+        await bus.aclose()
+
+    async def test_finished_in_another_context_still_succeeds(self, path: PublishPath) -> None:
+        """Started in a copy of the context and finished in this one: the reset of the
+        context variable cannot apply, and the publish still completes ok."""
+        fut = asyncio.get_running_loop().create_future()
+
+        async def waiting(event: Ping) -> None:
+            await fut
+
+        bus = path.one(waiting)
+        pending = path.publish(bus, Ping())
+        contextvars.copy_context().run(pending.send, None)
+        fut.set_result(None)
+        with pytest.raises(StopIteration) as info:
+            pending.send(None)
+        assert info.value.value.ok
+        stats = bus.statistics()
+        assert (stats.handled_ok, stats.in_flight) == (1, 0)
+        await bus.aclose()
+
+    async def test_a_publish_can_be_weakly_referenced(self, path: PublishPath) -> None:
+        bus = path.one(_nothing)
+        pending = path.publish(bus, Ping())
+        ref = weakref.ref(pending)
+        assert ref() is pending
+        await pending
+        del pending
+        gc.collect()
+        assert ref() is None
         await bus.aclose()
