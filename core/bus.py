@@ -244,6 +244,10 @@ class EventBus:
             )
         )
         self._fast_call: _speedups_Publisher | None = None
+        if self._fast is None:
+            # Without the C path, publish_async is _publish itself (an async def): no
+            # wrapper frame in front of the Python hot path.
+            self.__dict__["publish_async"] = self._publish
         self._update_plain()
 
     # -- subscriptions ---------------------------------------------------------------
@@ -513,7 +517,8 @@ class EventBus:
         failure = runner.failed_once(rec, exc, t0)
         return await self._finish_unlogged(event, [failure], raise_on_error)
 
-    async def _publish(self, event: Event, raise_on_error: bool | None) -> PublishResult:
+    async def _publish(self, event: Event, raise_on_error: bool | None = None) -> PublishResult:
+        """What ``publish_async`` runs (see there)."""
         if self._plain:
             # The hot path: no store, no middleware, no hooks. One plain async handler
             # is awaited right here: no extra coroutine, task or gather.
@@ -538,7 +543,10 @@ class EventBus:
                     self._active -= 1
                     if self._idle is not None and not self._active:
                         self._idle.set()
-                    _reset_dispatch(token)
+                    try:  # noqa: SIM105 - cheaper than contextlib.suppress here
+                        _dispatch.reset(token)
+                    except ValueError:  # closed (by the GC) from another context
+                        pass
                 rec.succeeded(duration)
                 self._counters.published += 1
                 self._counters.ok += 1
