@@ -196,6 +196,16 @@ async def _nothing(event: Event) -> None:
     pass
 
 
+def _gated(path: PublishPath, **options: Any) -> tuple[EventBus, asyncio.Event]:
+    """A bus whose only handler waits until the returned gate is set."""
+    gate = asyncio.Event()
+
+    async def waiting(event: Ping) -> None:
+        await gate.wait()
+
+    return path.one(waiting, **options), gate
+
+
 def _drop(box: list[Any]) -> None:
     """Drop the only reference to what ``box`` holds and collect."""
     box.clear()
@@ -535,12 +545,7 @@ class TestAsyncioIntegration:
 
     async def test_a_task_running_it_can_be_inspected(self, path: PublishPath) -> None:
         """repr(), get_coro() and get_stack() of a task running a suspended publish."""
-        gate = asyncio.Event()
-
-        async def slow(event: Ping) -> None:
-            await gate.wait()
-
-        bus = path.one(slow)
+        bus, gate = _gated(path)
         pending = path.publish(bus, Ping())
         task = asyncio.ensure_future(pending)
         await _turns()
@@ -1214,12 +1219,7 @@ class TestCoroutineProtocol:
     async def test_throw_into_a_suspended_publish_that_fails(self, path: PublishPath) -> None:
         """An exception thrown into a suspended handler that does not catch it is that
         handler's failure: a failed result, a dead letter."""
-        gate = asyncio.Event()
-
-        async def slow(event: Ping) -> None:
-            await gate.wait()
-
-        bus = path.one(slow)
+        bus, _ = _gated(path)
         pending = path.publish(bus, Ping())
         yielded = pending.send(None)
         error = ValueError("thrown")
@@ -1321,12 +1321,7 @@ class TestCoroutineProtocol:
 
     async def test_a_second_await_of_a_running_publish_is_refused(self, path: PublishPath) -> None:
         """Awaiting a publish that another task is awaiting raises RuntimeError at once."""
-        gate = asyncio.Event()
-
-        async def slow(event: Ping) -> None:
-            await gate.wait()
-
-        bus = path.one(slow)
+        bus, gate = _gated(path)
         pending = path.publish(bus, Ping())
         first = asyncio.ensure_future(pending)
         await _turns()
@@ -1780,12 +1775,7 @@ class TestSecondReview:
 
     async def test_throw_without_arguments_changes_nothing(self, path: PublishPath) -> None:
         """``throw()`` with no exception is a TypeError and the publish goes on."""
-        gate = asyncio.Event()
-
-        async def waiting(event: Ping) -> None:
-            await gate.wait()
-
-        bus = path.one(waiting)
+        bus, gate = _gated(path)
         pending = path.publish(bus, Ping())
         with pytest.raises(TypeError):
             pending.throw()  # type: ignore[call-arg]
