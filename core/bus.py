@@ -490,8 +490,9 @@ class EventBus:
         it to every matching handler concurrently. Returns every handler's outcome;
         with ``raise_on_error`` a failure raises DispatchError (after all handlers ran).
 
-        Await it like the async method it is (it returns a coroutine, or the C
-        extension's equivalent for a single plain async handler)."""
+        Await it like the async method it is. It returns a coroutine; with the C
+        extension, on a bus without store, middleware or hooks, an object that behaves
+        like one (core._speedups.Call), which runs a single plain handler from C."""
         fast = self._fast_call
         if fast is not None:
             return fast(event, raise_on_error)
