@@ -11,7 +11,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md MANIFEST.in ./
+COPY pyproject.toml setup.py README.md MANIFEST.in ./
 COPY core ./core
 COPY plugins ./plugins
 COPY pubsub_cli ./pubsub_cli
