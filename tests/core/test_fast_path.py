@@ -196,12 +196,19 @@ async def _nothing(event: Event) -> None:
     pass
 
 
-def _gated(path: PublishPath, **options: Any) -> tuple[EventBus, asyncio.Event]:
-    """A bus whose only handler waits until the returned gate is set."""
+def _gated(
+    path: PublishPath, log: list[str] | None = None, **options: Any
+) -> tuple[EventBus, asyncio.Event]:
+    """A bus whose only handler waits until the returned gate is set (and appends
+    "finally" to ``log`` however it ends, when given one)."""
     gate = asyncio.Event()
 
     async def waiting(event: Ping) -> None:
-        await gate.wait()
+        try:
+            await gate.wait()
+        finally:
+            if log is not None:
+                log.append("finally")
 
     return path.one(waiting, **options), gate
 
@@ -1269,16 +1276,8 @@ class TestCoroutineProtocol:
     async def test_a_dropped_suspended_publish_is_closed(self, path: PublishPath) -> None:
         """A suspended publish that is garbage-collected closes its handler and leaves
         the in-flight count."""
-        gate = asyncio.Event()
         log: list[str] = []
-
-        async def slow(event: Ping) -> None:
-            try:
-                await gate.wait()
-            finally:
-                log.append("finally")
-
-        bus = path.one(slow)
+        bus, _ = _gated(path, log)
         pending = path.publish(bus, Ping())
         yielded = pending.send(None)
         assert bus.statistics().in_flight == 1
@@ -1293,16 +1292,8 @@ class TestCoroutineProtocol:
     async def test_closed_from_another_context(self, path: PublishPath) -> None:
         """A suspended publish driven in a copy of the context and closed from this one
         still closes its handler and leaves the in-flight count."""
-        gate = asyncio.Event()
         log: list[str] = []
-
-        async def slow(event: Ping) -> None:
-            try:
-                await gate.wait()
-            finally:
-                log.append("finally")
-
-        bus = path.one(slow)
+        bus, _ = _gated(path, log)
         pending = path.publish(bus, Ping())
         ctx = contextvars.copy_context()
         yielded = ctx.run(pending.send, None)
