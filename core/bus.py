@@ -949,6 +949,8 @@ class EventBus:
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until no publish or dispatch is in flight; False if ``timeout`` passed."""
+        if not self._in_flight() and not self._tasks:
+            return True  # idle: also with timeout=0, which wait_for would time out
         deadline = None if timeout is None else perf_counter() + timeout
 
         async def settled() -> None:

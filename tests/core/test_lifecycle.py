@@ -21,6 +21,10 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
+async def _quick(event: Beat) -> None:
+    return None
+
+
 class TestAsyncLifecycle:
     async def test_async_with_opens_and_closes(self) -> None:
         """async with yields the bus and closes it on exit."""
@@ -45,6 +49,16 @@ class TestAsyncLifecycle:
             assert await bus.drain() is True
             assert publish.done()
             assert (await publish).ok
+
+    async def test_drain_of_an_idle_bus_is_true_at_once(self) -> None:
+        """Nothing in flight: drain() is True, also with timeout=0 (which used to time
+        out the wait before it started) and after work has finished."""
+        async with EventBus() as bus:
+            assert await bus.drain(timeout=0) is True
+            bus.subscribe(Beat, name="quick")(_quick)
+            assert (await bus.publish_async(Beat())).ok
+            assert await bus.drain(timeout=0) is True
+            assert await bus.drain() is True
 
     @pytest.mark.parametrize("handlers", [pytest.param(1, id="one"), pytest.param(2, id="two")])
     async def test_aclose_drains_first(self, handlers: int) -> None:
