@@ -29,6 +29,9 @@ from .store import (
     Lease,
     Snapshot,
     StoredEvent,
+    at_least,
+    check_read_args,
+    int64,
 )
 
 __all__ = ["MemoryDeadLetterQueue", "MemoryEventStore", "open_memory_store"]
@@ -72,7 +75,7 @@ class MemoryDeadLetterQueue:
             and (event_type is None or e.event_type == event_type)
             and (status is None or e.status == status)
         ]
-        return out if limit is None else out[:limit]
+        return out if limit is None else out[: at_least("limit", limit, 0)]
 
     async def get_dead_letter(self, entry_id: int) -> DeadLetter:
         try:
@@ -182,6 +185,7 @@ class MemoryEventStore(MemoryDeadLetterQueue):
         limit: int | None = None,
         batch_size: int = 1000,
     ) -> AsyncIterator[StoredEvent]:
+        check_read_args(from_seq, to_seq, limit, batch_size)
         start = max(from_seq, 1) - 1
         if since is not None:
             start = max(start, bisect.bisect_left(self._appended, since))
@@ -197,12 +201,13 @@ class MemoryEventStore(MemoryDeadLetterQueue):
                 return
             if wanted is not None and record.type_name not in wanted:
                 continue
+            if limit is not None and emitted >= limit:
+                return  # checked before yielding: limit=0 yields nothing
             yield record
             emitted += 1
-            if limit is not None and emitted >= limit:
-                return
 
     async def get(self, seq: int) -> StoredEvent | None:
+        int64("seq", seq)
         return self._records[seq - 1] if 1 <= seq <= len(self._records) else None
 
     async def get_by_id(self, event_id: UUID) -> StoredEvent | None:

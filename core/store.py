@@ -42,7 +42,45 @@ __all__ = [
     "Lease",
     "Snapshot",
     "StoredEvent",
+    "at_least",
+    "check_read_args",
+    "int64",
 ]
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def int64(name: str, value: int) -> int:
+    """``value`` if a store can keep it (a signed 64-bit integer, as SQLite does), else
+    a one-line ValueError naming the argument."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(
+            f"{name} must be a 64-bit integer, from {INT64_MIN} to {INT64_MAX} "
+            f"(got a {value.bit_length()}-bit {'negative ' if value < 0 else ''}integer)"
+        )
+    return value
+
+
+def at_least(name: str, value: int, minimum: int) -> int:
+    """``value`` if it is a 64-bit integer of at least ``minimum``, else a one-line
+    ValueError naming the argument."""
+    int64(name, value)
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum} (got {value})")
+    return value
+
+
+def check_read_args(from_seq: int, to_seq: int | None, limit: int | None, batch_size: int) -> None:
+    """The argument checks of ``EventStore.read`` that every store applies, so that a
+    negative limit (SQLite's "no limit") or a zero batch means the same everywhere:
+    an error."""
+    int64("from_seq", from_seq)
+    if to_seq is not None:
+        int64("to_seq", to_seq)
+    if limit is not None:
+        at_least("limit", limit, 0)
+    at_least("batch_size", batch_size, 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,14 @@ import orjson
 from core.codec import encode
 from core.errors import ChecksumMismatchError
 from core.events import Event
-from core.store import DeadLetter, DeadLetterReason, DeadLetterStatus, Snapshot, StoredEvent
+from core.store import (
+    DeadLetter,
+    DeadLetterReason,
+    DeadLetterStatus,
+    Snapshot,
+    StoredEvent,
+    int64,
+)
 
 from .writer import Row
 
@@ -51,20 +58,6 @@ DLQ_COLUMNS = (
     "first_failure_at, last_failure_at, payload, seq, group_name, source, status, "
     "resolved_at, resolution"
 )
-
-
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-
-def int64(name: str, value: int) -> int:
-    """``value`` if SQLite can store it (a signed 64-bit integer), else a one-line
-    ValueError naming the argument (sqlite3 would raise a bare OverflowError)."""
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise ValueError(
-            f"{name} must be a 64-bit integer, from {INT64_MIN} to {INT64_MAX} "
-            f"(got a {value.bit_length()}-bit {'negative ' if value < 0 else ''}integer)"
-        )
-    return value
 
 
 def micros(moment: datetime) -> int:

@@ -46,6 +46,8 @@ from core.store import (
     Lease,
     Snapshot,
     StoredEvent,
+    at_least,
+    check_read_args,
 )
 
 from . import records, schema, transactions
@@ -348,15 +350,12 @@ class SQLiteEventStore:
         limit: int | None = None,
         batch_size: int = 1000,
     ) -> AsyncIterator[StoredEvent]:
-        records.int64("from_seq", from_seq)
-        records.int64("batch_size", batch_size)
-        if limit is not None:
-            records.int64("limit", limit)
+        check_read_args(from_seq, to_seq, limit, batch_size)
         clauses = ["seq > ?"]
         params: list[Any] = []
         if to_seq is not None:
             clauses.append("seq <= ?")
-            params.append(records.int64("to_seq", to_seq))
+            params.append(to_seq)
         if since is not None:
             clauses.append("appended_at >= ?")
             params.append(records.micros(since))
@@ -527,7 +526,7 @@ class SQLiteEventStore:
         sql = f"SELECT {records.DLQ_COLUMNS} FROM dead_letters WHERE {' AND '.join(clauses)} ORDER BY id"
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(records.int64("limit", limit))
+            params.append(at_least("limit", limit, 0))
         rows = await self._reader.run(records.fetch_all, sql, params)
         return [records.dead_letter(row) for row in rows]
 

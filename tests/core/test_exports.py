@@ -58,6 +58,7 @@ INTERNAL = {
         "TRUSTED_COLLECTORS",
     },  # the bus guarding a collector
     "progress": {"GroupProgress"},  # the bus's checkpoint bookkeeping
+    "store": {"at_least", "check_read_args", "int64"},  # argument checks for stores
     "projections": {"create_snapshots", "projections_of", "restore_snapshots"},  # CLI commands
     "routing": {"handler_name", "make_policy"},  # helpers of subscribe()
     "testing": {"FakeClock", "ScriptedRandom"},  # test doubles live in core.testing

@@ -134,6 +134,28 @@ class TestRead:
         await self._fill(store)
         assert [r.seq for r in await collect(store, batch_size=batch_size)] == list(range(1, 11))
 
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            pytest.param({"limit": -1}, "limit must be at least 0", id="negative-limit"),
+            pytest.param({"batch_size": 0}, "batch_size must be at least 1", id="zero-batch"),
+            pytest.param({"from_seq": 2**63}, "from_seq must be a 64-bit", id="huge-from"),
+            pytest.param({"to_seq": -(2**64)}, "to_seq must be a 64-bit", id="huge-to"),
+            pytest.param({"limit": 2**64}, "limit must be a 64-bit", id="huge-limit"),
+        ],
+    )
+    async def test_bad_read_arguments_are_refused_alike(
+        self, store: EventStore, kwargs: dict[str, int], message: str
+    ) -> None:
+        """Every store refuses the same bad arguments with the same one-line error (a
+        negative limit used to mean "no limit" on SQLite and "one record" in memory)."""
+        await self._fill(store, 3)
+        with pytest.raises(ValueError, match=message):
+            await collect(store, **kwargs)
+        assert [r.seq for r in await collect(store, limit=0)] == []
+        with pytest.raises(ValueError, match="seq must be a 64-bit"):
+            await store.get(2**63)
+
     async def test_seq_bounds_are_inclusive(self, store: EventStore) -> None:
         """from_seq and to_seq include both ends."""
         await self._fill(store)
@@ -303,6 +325,17 @@ class TestDeadLetters:
         [entry_id] = await store.add_dead_letters([entry])
         got = await store.get_dead_letter(entry_id)
         assert got == dataclasses.replace(entry, id=entry_id)
+
+    async def test_list_limit(self, store: EventStore) -> None:
+        """limit keeps the first entries; a negative one is refused on every store
+        (it meant "all" on SQLite and "all but the last" in memory)."""
+        await store.add_dead_letters([letter(i) for i in range(1, 4)])
+        assert [e.event_id for e in await store.list_dead_letters(limit=2)] == [
+            e.event_id for e in (await store.list_dead_letters())[:2]
+        ]
+        assert await store.list_dead_letters(limit=0) == []
+        with pytest.raises(ValueError, match="limit must be at least 0"):
+            await store.list_dead_letters(limit=-1)
 
     async def test_missing_entry_raises(self, store: EventStore) -> None:
         """get of an unknown id raises DeadLetterNotFoundError."""
