@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -114,6 +116,14 @@ class Link:
         self._tx = conn._tx
         self._location = location
         self._closed = False
+        _open_links.add(self)
+
+    def _stop_at_exit(self) -> None:
+        """Stop the connection's thread (a program is exiting without closing the
+        store): what is queued runs first, then the connection closes."""
+        if not self._closed:
+            self._closed = True
+            self._conn.stop()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(raw_connection, *args)`` on the connection's thread; sqlite3 errors come
@@ -141,10 +151,29 @@ class Link:
         if self._closed:
             return
         self._closed = True
+        _open_links.discard(self)
         try:
             await self._conn.close()
         except sqlite3.Error as exc:
             raise store_error(self._location, exc) from exc
+
+
+# Connections a program has not closed. aiosqlite runs each on a non-daemon thread, and
+# the interpreter joins those at exit before atexit handlers run: a script that never
+# closed its store would hang there. threading's own exit hooks run before that join
+# (concurrent.futures uses them the same way); a write nobody was answered for is
+# rolled back by SQLite, as after a crash.
+_open_links: weakref.WeakSet[Link] = weakref.WeakSet()
+
+
+def _stop_unclosed() -> None:
+    for link in list(_open_links):
+        link._stop_at_exit()
+
+
+_register_exit_hook = getattr(threading, "_register_atexit", None)
+if _register_exit_hook is not None:
+    _register_exit_hook(_stop_unclosed)
 
 
 async def connect(uri: str, location: str) -> Link:
