@@ -451,9 +451,11 @@ static PyTypeObject Publisher_Type = {
 
 /* ---- Call ------------------------------------------------------------------------- */
 
+/* Finished (or cleared): done, and every reference dropped. */
 static void
-Call_release(Call *self)
+Call_done(Call *self)
 {
+    self->state = ST_DONE;
     Py_CLEAR(self->event);
     Py_CLEAR(self->route);
     Py_CLEAR(self->fast);
@@ -461,6 +463,25 @@ Call_release(Call *self)
     Py_CLEAR(self->token);
     Py_CLEAR(self->inner);
     Py_CLEAR(self->failure);
+}
+
+/* Done, with the exception set: the error result of a send. */
+static PySendResult
+Call_error(Call *self, PyObject **presult)
+{
+    Call_done(self);
+    *presult = NULL;
+    return PYGEN_ERROR;
+}
+
+/* What a forwarded send of an inner coroutine gave; done unless it yielded. */
+static PySendResult
+Call_forwarded(Call *self, PySendResult r)
+{
+    if (r != PYGEN_NEXT) {
+        Call_done(self);
+    }
+    return r;
 }
 
 /* The handler ran (or was abandoned): reset the context variable, and leave the
@@ -548,15 +569,11 @@ Call_succeeded(Call *self, double duration, PyObject **presult)
     set_slot(result, pub->off_outcomes, pub->empty);
     Py_DECREF(durations);
     pub->completed++;
-    self->state = ST_DONE;
-    Call_release(self);
+    Call_done(self);
     *presult = result;
     return PYGEN_RETURN;
 error:
-    self->state = ST_DONE;
-    Call_release(self);
-    *presult = NULL;
-    return PYGEN_ERROR;
+    return Call_error(self, presult);
 }
 
 static int Call_count_in_flight(Call *self);
@@ -594,8 +611,7 @@ Call_delegate_step(Call *self, PySendResult r, PyObject **presult)
         Py_CLEAR(*presult);
         r = PYGEN_ERROR;
     }
-    self->state = ST_DONE;
-    Call_release(self);
+    Call_done(self);
     return r;
 }
 
@@ -614,10 +630,7 @@ Call_failed(Call *self, PyObject *exc, PyObject **presult)
     if (delegate == NULL) {
         Py_DECREF(exc);
         Call_leave(self);
-        self->state = ST_DONE;
-        Call_release(self);
-        *presult = NULL;
-        return PYGEN_ERROR;
+        return Call_error(self, presult);
     }
     Py_CLEAR(self->inner);
     self->inner = delegate;
@@ -656,8 +669,7 @@ Call_count_in_flight(Call *self)
     Py_DECREF(inner);
     restore_exception(exc);
     Call_leave(self);
-    self->state = ST_DONE;
-    Call_release(self);
+    Call_done(self);
     return -1;
 }
 
@@ -679,10 +691,7 @@ Call_step(Call *self, PySendResult r, PyObject *value, PyObject **presult)
     if (r == PYGEN_RETURN) {
         Py_DECREF(value);
         if (Call_leave(self) < 0) {
-            self->state = ST_DONE;
-            Call_release(self);
-            *presult = NULL;
-            return PYGEN_ERROR;
+            return Call_error(self, presult);
         }
         return Call_succeeded(self, duration, presult);
     }
@@ -690,10 +699,7 @@ Call_step(Call *self, PySendResult r, PyObject *value, PyObject **presult)
      * (CancelledError, KeyboardInterrupt, SystemExit) goes to the awaiting task. */
     if (!PyErr_ExceptionMatches(PyExc_Exception)) {
         Call_leave(self);
-        self->state = ST_DONE;
-        Call_release(self);
-        *presult = NULL;
-        return PYGEN_ERROR;
+        return Call_error(self, presult);
     }
     return Call_failed(self, fetch_exception(), presult);
 }
@@ -759,19 +765,12 @@ Call_general(Call *self, PyObject **presult)
     PyObject *args[2] = {self->event, self->raise_on_error};
     PyObject *coro = PyObject_Vectorcall(self->pub->general, args, 2, NULL);
     if (coro == NULL) {
-        self->state = ST_DONE;
-        Call_release(self);
-        *presult = NULL;
-        return PYGEN_ERROR;
+        return Call_error(self, presult);
     }
     self->inner = coro;
     self->state = ST_GENERAL;
     PySendResult r = PyIter_Send(coro, Py_None, presult);
-    if (r != PYGEN_NEXT) {
-        self->state = ST_DONE;
-        Call_release(self);
-    }
-    return r;
+    return Call_forwarded(self, r);
 }
 
 static PySendResult
@@ -837,10 +836,7 @@ Call_start(Call *self, PyObject **presult)
     PySendResult r = PyIter_Send(coro, Py_None, &value);
     return Call_step(self, r, value, presult);
 error:
-    self->state = ST_DONE;
-    Call_release(self);
-    *presult = NULL;
-    return PYGEN_ERROR;
+    return Call_error(self, presult);
 }
 
 static PySendResult
@@ -868,11 +864,7 @@ Call_am_send_impl(Call *self, PyObject *arg, PyObject **presult)
     }
     case ST_GENERAL:
         r = PyIter_Send(self->inner, arg, presult);
-        if (r != PYGEN_NEXT) {
-            self->state = ST_DONE;
-            Call_release(self);
-        }
-        return r;
+        return Call_forwarded(self, r);
     default:
         PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
         *presult = NULL;
@@ -963,15 +955,13 @@ Call_throw_impl(Call *self, PyObject *args)
         else if (self->state == ST_DELEGATE) {
             r = Call_delegate_step(self, r, &value);
         }
-        else if (r != PYGEN_NEXT) {
-            self->state = ST_DONE;
-            Call_release(self);
+        else {
+            Call_forwarded(self, r);
         }
         break;
     default:
         /* Not started, or finished: the exception comes straight back. */
-        self->state = ST_DONE;
-        Call_release(self);
+        Call_done(self);
         return raise_thrown(args);
     }
     if (r == PYGEN_RETURN) {
@@ -1027,8 +1017,7 @@ Call_close_impl(Call *self)
             PyErr_Clear();
         }
     }
-    self->state = ST_DONE;
-    Call_release(self);
+    Call_done(self);
     if (failed) {
         return NULL;
     }
@@ -1140,7 +1129,7 @@ Call_traverse(Call *self, visitproc visit, void *arg)
 static int
 Call_clear(Call *self)
 {
-    Call_release(self);
+    Call_done(self);
     Py_CLEAR(self->pub);
     return 0;
 }

@@ -544,10 +544,7 @@ class EventBus:
                     self._active -= 1
                     if self._idle is not None and not self._active:
                         self._idle.set()
-                    try:  # noqa: SIM105 - cheaper than contextlib.suppress here
-                        _dispatch.reset(token)
-                    except ValueError:  # closed (by the GC) from another context
-                        pass
+                    _reset_dispatch(token)
                 rec.succeeded(duration)
                 self._counters.published += 1
                 self._counters.ok += 1
@@ -1147,7 +1144,7 @@ class EventBus:
         try:
             return (await run_plain_route(route, event, self._tasks))[1]
         finally:
-            _dispatch.reset(token)
+            _reset_dispatch(token)
 
     async def redrive(self, entry_id: int) -> RedriveResult:
         """Dispatch a dead letter's event to its handler only; on success resolve the

@@ -41,7 +41,6 @@ __all__ = [
     "event_row",
     "fetch_all",
     "fetch_records",
-    "int64",
     "micros",
     "snapshot",
     "to_records",

@@ -48,6 +48,7 @@ from core.store import (
     StoredEvent,
     at_least,
     check_read_args,
+    int64,
 )
 
 from . import records, schema, transactions
@@ -409,7 +410,7 @@ class SQLiteEventStore:
         return batch[0] if batch else None
 
     async def get(self, seq: int) -> StoredEvent | None:
-        return await self._one("seq = ?", (records.int64("seq", seq),))
+        return await self._one("seq = ?", (int64("seq", seq),))
 
     async def get_by_id(self, event_id: UUID) -> StoredEvent | None:
         return await self._one("event_id = ?", (event_id.bytes,))
@@ -454,7 +455,7 @@ class SQLiteEventStore:
     async def commit_progress(
         self, group: str, seq: int, dead_letters: Sequence[DeadLetter] = ()
     ) -> None:
-        records.int64("seq", seq)
+        int64("seq", seq)
         rows = _dead_letter_rows(dead_letters)
         now = time.time_ns() // 1000
         await self._write_link().run(transactions.commit_progress, group, seq, rows, now)
@@ -534,14 +535,14 @@ class SQLiteEventStore:
         rows = await self._reader.run(
             records.fetch_all,
             f"SELECT {records.DLQ_COLUMNS} FROM dead_letters WHERE id = ?",
-            (records.int64("entry_id", entry_id),),
+            (int64("entry_id", entry_id),),
         )
         if not rows:
             raise DeadLetterNotFoundError(entry_id)
         return records.dead_letter(rows[0])
 
     async def resolve_dead_letter(self, entry_id: int, resolution: str, at: datetime) -> bool:
-        records.int64("entry_id", entry_id)
+        int64("entry_id", entry_id)
         changed = await self._write_link().run(
             transactions.execute,
             "UPDATE dead_letters SET status = ?, resolved_at = ?, resolution = ? "
@@ -556,7 +557,7 @@ class SQLiteEventStore:
     async def record_dead_letter_failure(
         self, entry_id: int, *, error_type: str, message: str, traceback: str, at: datetime
     ) -> None:
-        records.int64("entry_id", entry_id)
+        int64("entry_id", entry_id)
         changed = await self._write_link().run(
             transactions.execute,
             "UPDATE dead_letters SET attempts = attempts + 1, error_type = ?, message = ?, "
@@ -592,7 +593,7 @@ class SQLiteEventStore:
     # -- snapshots --------------------------------------------------------------------
 
     async def save_snapshot(self, name: str, seq: int, state: Mapping[str, Any]) -> Snapshot:
-        records.int64("seq", seq)
+        int64("seq", seq)
         blob = orjson.dumps(dict(state))
         created = datetime.now(UTC)
         snap_id = await self._write_link().run(
@@ -617,7 +618,7 @@ class SQLiteEventStore:
         return await self._snapshots("name = ?", (name,), "ORDER BY id")
 
     async def load_snapshot(self, snapshot_id: int) -> Snapshot | None:
-        found = await self._snapshots("id = ?", (records.int64("snapshot_id", snapshot_id),), "")
+        found = await self._snapshots("id = ?", (int64("snapshot_id", snapshot_id),), "")
         return found[0] if found else None
 
 
