@@ -105,6 +105,9 @@ class BusStatistics:
     last_seq: int
     checkpoint: int
     internal_errors: int
+    undecodable: int = 0
+    """Stored records this consumer could not decode (each dead-lettered under
+    ``<decode>``; counted in ``dead_lettered`` too)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,7 @@ class _Counters:
     failed: int = 0
     dead_lettered: int = 0
     last_seq: int = 0
+    undecodable: int = 0
     internal_errors: deque[tuple[str, BaseException]] = field(
         default_factory=lambda: deque(maxlen=100)
     )
@@ -898,6 +902,7 @@ class EventBus:
                     self._progress.start(exc.seq)
                     self._progress.finish(exc.seq, [_corrupt_letter(exc, self.group)])
                     self._counters.dead_lettered += 1
+                    self._counters.undecodable += 1
                     self._schedule_commit()
                     count += 1
 
@@ -924,6 +929,7 @@ class EventBus:
             assert self._progress is not None
             self._progress.finish(record.seq, [_decode_letter(record, exc, self.group, "live")])
             self._counters.dead_lettered += 1
+            self._counters.undecodable += 1
             self._schedule_commit()
             return
         await self._dispatch_seq(record.seq, event, event, "live")
@@ -1027,6 +1033,7 @@ class EventBus:
             last_seq=c.last_seq,
             checkpoint=progress.committed if progress else 0,
             internal_errors=len(c.internal_errors),
+            undecodable=c.undecodable,
         )
 
     @property
