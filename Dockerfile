@@ -2,16 +2,10 @@
 #   docker build -t pubsub .
 #   docker run --rm -v "$PWD/data:/data" pubsub run /app/examples/orders.py --once
 # The store lives in /data (PUBSUB_DB); the image runs as an unprivileged user.
-# Build stage: a wheel with the C extension (core._speedups) compiled. The slim image
-# has no compiler; without one the extension is skipped and the bus takes its slower
-# pure-Python path.
+# Build stage: the pure-Python wheel (py3-none-any; no compiler needed).
 FROM python:3.11-slim AS build
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml setup.py README.md MANIFEST.in ./
+COPY pyproject.toml README.md MANIFEST.in ./
 COPY core ./core
 COPY plugins ./plugins
 COPY pubsub_cli ./pubsub_cli
@@ -34,8 +28,7 @@ WORKDIR /app
 COPY --from=build /wheels /wheels
 COPY examples ./examples
 RUN pip install --no-cache-dir /wheels/*.whl \
-    && rm -rf /wheels \
-    && python -c "import core._speedups"
+    && rm -rf /wheels
 
 USER 10001:10001
 VOLUME ["/data"]

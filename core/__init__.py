@@ -5,16 +5,13 @@ Only re-exports live here; each name is defined in the module of its concept.
 
 from .bus import BusStatistics as BusStatistics
 from .bus import EventBus as EventBus
-from .bus import HandlerTally as HandlerTally
-from .bus import PublishHook as PublishHook
-from .bus import RedriveResult as RedriveResult
-from .bus import ReplayReport as ReplayReport
 from .clock import Clock as Clock
 from .clock import RandomSource as RandomSource
 from .clock import SystemClock as SystemClock
-from .dispatch import BreakerOpenError as BreakerOpenError
+from .consumer import Consumer as Consumer
 from .dispatch import Middleware as Middleware
 from .entrypoints import open_store as open_store
+from .errors import BreakerOpenError as BreakerOpenError
 from .errors import BusClosedError as BusClosedError
 from .errors import ChecksumMismatchError as ChecksumMismatchError
 from .errors import DeadLetterNotFoundError as DeadLetterNotFoundError
@@ -40,6 +37,8 @@ from .events import EventRegistry as EventRegistry
 from .events import Upcaster as Upcaster
 from .events import current_dispatch as current_dispatch
 from .events import default_registry as default_registry
+from .hooks import PublishDetails as PublishDetails
+from .hooks import PublishHook as PublishHook
 from .memory import MemoryDeadLetterQueue as MemoryDeadLetterQueue
 from .memory import MemoryEventStore as MemoryEventStore
 from .metrics import EventTypeRecorder as EventTypeRecorder
@@ -53,10 +52,14 @@ from .policies import HandlerPolicy as HandlerPolicy
 from .policies import RetryPolicy as RetryPolicy
 from .projections import Projection as Projection
 from .projections import RestoreReport as RestoreReport
+from .replay import HandlerTally as HandlerTally
+from .replay import RedriveResult as RedriveResult
+from .replay import ReplayReport as ReplayReport
 from .results import HandlerOutcome as HandlerOutcome
 from .results import OutcomeStatus as OutcomeStatus
 from .results import PublishResult as PublishResult
 from .routing import Handler as Handler
+from .routing import HandlerContext as HandlerContext
 from .routing import Router as Router
 from .routing import Subscription as Subscription
 from .store import AppendResult as AppendResult
@@ -80,6 +83,7 @@ __all__ = [
     "ChecksumMismatchError",
     "CircuitBreaker",
     "Clock",
+    "Consumer",
     "DeadLetter",
     "DeadLetterNotFoundError",
     "DeadLetterQueue",
@@ -99,6 +103,7 @@ __all__ = [
     "GroupInfo",
     "GroupLockedError",
     "Handler",
+    "HandlerContext",
     "HandlerOutcome",
     "HandlerPolicy",
     "HandlerRecorder",
@@ -114,6 +119,7 @@ __all__ = [
     "PluginLoadError",
     "Projection",
     "PubSubError",
+    "PublishDetails",
     "PublishHook",
     "PublishResult",
     "RandomSource",

@@ -1,9 +1,9 @@
 """Clock: the time and randomness every policy reads, injectable for exact tests.
 
 Policies never call ``time`` or ``random`` directly: they take a ``Clock`` (monotonic
-time and sleeping) and a ``RandomSource`` (jitter). ``core.testing.FakeClock`` replaces
-both in tests, so retry, backoff and breaker tests take milliseconds and assert exact
-delays.
+time, sleeping, and the deadline of a handler's timeout) and a ``RandomSource``
+(jitter). ``core.testing.FakeClock`` replaces the clock in tests, so timeout, retry,
+backoff and breaker tests take no real time and assert exact delays.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
 __all__ = ["Clock", "RandomSource", "SystemClock", "system_clock"]
@@ -23,6 +24,11 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
 
     async def sleep(self, seconds: float) -> None: ...
+
+    def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
+        """A scope that cancels the current task ``seconds`` from now on this clock and
+        then raises TimeoutError, as ``asyncio.timeout`` does on the loop's clock."""
+        ...
 
 
 @runtime_checkable
@@ -42,6 +48,9 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
+        return asyncio.timeout(seconds)
 
 
 system_clock = SystemClock()

@@ -11,6 +11,7 @@ that says what to do, because the command line prints it as it is.
     │   └── EventEncodeError         a value JSON cannot carry faithfully (NaN, huge int, ...)
     ├── SubscriptionError            a handler that cannot be subscribed (dev mode, duplicate name)
     ├── DispatchError                also an ExceptionGroup: every handler failure of a publish
+    ├── BreakerOpenError             a call refused by an open circuit breaker (an outcome's error)
     ├── BusClosedError               publish after aclose()
     ├── SyncPublishInLoopError       publish() called where publish_async() belongs
     ├── StoreError
@@ -27,10 +28,18 @@ that says what to do, because the command line prints it as it is.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .results import HandlerOutcome
+
+class _Outcome(Protocol):
+    """What DispatchError keeps of each handler's outcome (core.results.HandlerOutcome
+    fits; the protocol keeps this module free of imports from the rest of core)."""
+
+    @property
+    def handler(self) -> str: ...
+
+    @property
+    def error(self) -> Exception | None: ...
 
 
 class PubSubError(Exception):
@@ -115,13 +124,13 @@ class DispatchError(PubSubError, ExceptionGroup[Exception]):
     ``except* ValueError`` and ``except PubSubError`` work; ``outcomes`` holds every
     handler's outcome, the successful ones included."""
 
-    outcomes: tuple[HandlerOutcome, ...]
+    outcomes: tuple[_Outcome, ...]
 
     def __new__(
         cls,
         message: str,
         exceptions: Sequence[Exception],
-        outcomes: Sequence[HandlerOutcome] = (),
+        outcomes: Sequence[_Outcome] = (),
     ) -> DispatchError:
         self = super().__new__(cls, message, exceptions)
         self.outcomes = tuple(outcomes)
@@ -131,12 +140,22 @@ class DispatchError(PubSubError, ExceptionGroup[Exception]):
         self,
         message: str,
         exceptions: Sequence[Exception],
-        outcomes: Sequence[HandlerOutcome] = (),
+        outcomes: Sequence[_Outcome] = (),
     ) -> None:
         super().__init__(message, exceptions)
 
     def derive(self, excs: Sequence[Any]) -> DispatchError:  # type: ignore[override]
         return DispatchError(self.message, excs, self.outcomes)
+
+
+class BreakerOpenError(PubSubError):
+    """The error of an outcome whose call an open circuit breaker refused (the handler
+    did not run; status ``rejected``). It is never raised by publish itself: it reaches
+    you inside a DispatchError or as ``outcome.error``."""
+
+    def __init__(self, handler: str) -> None:
+        self.handler = handler
+        super().__init__(f"circuit breaker of {handler!r} is open: the call was refused")
 
 
 class BusClosedError(PubSubError):

@@ -266,12 +266,24 @@ class MemoryEventStore(MemoryDeadLetterQueue):
         current = self._leases.get(group)
         if current is not None and current.holder != holder and current.expires_at > now:
             raise GroupLockedError(group, current.holder, current.expires_at - now)
-        lease = Lease(group, holder, now + ttl)
+        previous = current.holder if current is not None and current.holder != holder else None
+        lease = Lease(group, holder, now + ttl, previous_holder=previous)
         self._leases[group] = lease
         return lease
 
     async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
-        return await self.acquire_lease(lease.group, lease.holder, ttl)
+        now = self._wall()
+        current = self._leases.get(lease.group)
+        if current is not None and current.holder != lease.holder and current.expires_at > now:
+            raise GroupLockedError(lease.group, current.holder, current.expires_at - now)
+        if current is None or current.holder != lease.holder:
+            # Ours expired and someone took it (or it was released): never renew a
+            # lease that another consumer may have held in between.
+            holder = current.holder if current is not None else "nobody"
+            raise GroupLockedError(lease.group, holder, 0.0)
+        renewed = Lease(lease.group, lease.holder, now + ttl, lease.previous_holder)
+        self._leases[lease.group] = renewed
+        return renewed
 
     async def release_lease(self, lease: Lease) -> None:
         current = self._leases.get(lease.group)

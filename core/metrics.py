@@ -10,9 +10,8 @@ max and a bounded ring of recent samples for p50/p99.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from ._native import speedups
 from .policies import BreakerState
 from .results import OutcomeStatus
 
@@ -26,7 +25,7 @@ __all__ = [
     "NullMetrics",
 ]
 
-_RING = 1024  # recent samples kept per (handler, event type); core._speedups.RING too
+_RING = 1024  # recent samples kept per (handler, event type)
 _MASK = _RING - 1
 
 
@@ -64,8 +63,8 @@ class MetricsCollector(Protocol):
         ...
 
 
-class _PyTypeCount:
-    """Publishes of one event type (the Python twin of ``core._speedups.TypeCount``)."""
+class _TypeCount:
+    """Publishes of one event type."""
 
     __slots__ = ("count",)
 
@@ -76,9 +75,9 @@ class _PyTypeCount:
         self.count += 1
 
 
-class _PyDurations:
-    """Counts and a ring of recent durations (the Python twin of
-    ``core._speedups.Durations``, which the C publish path updates in place)."""
+class _Pair:
+    """Counts and durations of one handler on one event type: a ring of the most
+    recent durations for p50/p99, and count, sum and max of all."""
 
     __slots__ = (
         "dead_letters",
@@ -107,6 +106,10 @@ class _PyDurations:
     def samples(self) -> list[float]:
         return self.ring[: min(self.n, _RING)]
 
+    @property
+    def succeeded_n(self) -> int:
+        return self.n - self.failed_n - self.timed_out - self.rejected
+
     def succeeded(self, duration: float) -> None:
         # The hot path: a handful of attribute updates, no branches but the max.
         n = self.n
@@ -115,24 +118,6 @@ class _PyDurations:
         self.total += duration
         if duration > self.max:
             self.max = duration
-
-
-if TYPE_CHECKING:
-    _Durations = _PyDurations
-    _TypeCount = _PyTypeCount
-else:
-    _Durations = _PyDurations if speedups is None else speedups.Durations
-    _TypeCount = _PyTypeCount if speedups is None else speedups.TypeCount
-
-
-class _Pair(_Durations):
-    """Counts and durations of one handler on one event type."""
-
-    __slots__ = ()
-
-    @property
-    def succeeded_n(self) -> int:
-        return self.n - self.failed_n - self.timed_out - self.rejected
 
     def failed(self, duration: float, status: OutcomeStatus) -> None:
         if status is OutcomeStatus.TIMED_OUT:

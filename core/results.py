@@ -8,12 +8,20 @@ attempts and duration. ``raise_for_errors()`` turns the failures into a Dispatch
 from __future__ import annotations
 
 import enum
+import traceback
 from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import DispatchError
-from .events import Event
 
-__all__ = ["HandlerOutcome", "OutcomeStatus", "PublishResult"]
+if TYPE_CHECKING:
+    from .events import Event
+    from .store import DeadLetterReason
+
+__all__ = ["Failure", "HandlerOutcome", "OutcomeStatus", "PublishResult"]
+
+R = TypeVar("R")
 
 
 class OutcomeStatus(enum.StrEnum):
@@ -24,11 +32,12 @@ class OutcomeStatus(enum.StrEnum):
     CANCELLED = "cancelled"  # the bus was closed with the handler still running
 
 
-class HandlerOutcome:
-    """One handler's result for one event. ``error`` is the final exception (None when
-    ok); ``dead_lettered`` tells whether a DLQ entry was made."""
+class HandlerOutcome(Generic[R]):
+    """One handler's result for one event. ``value`` is what the handler returned (the
+    very object; None when it failed); ``error`` is the final exception (None when ok);
+    ``dead_lettered`` tells whether a DLQ entry was made."""
 
-    __slots__ = ("attempts", "dead_lettered", "duration", "error", "handler", "status")
+    __slots__ = ("attempts", "dead_lettered", "duration", "error", "handler", "status", "value")
 
     def __init__(
         self,
@@ -38,6 +47,7 @@ class HandlerOutcome:
         duration: float,
         error: Exception | None = None,
         dead_lettered: bool = False,
+        value: R | None = None,
     ) -> None:
         self.handler = handler
         self.status = status
@@ -45,6 +55,7 @@ class HandlerOutcome:
         self.duration = duration
         self.error = error
         self.dead_lettered = dead_lettered
+        self.value = value
 
     @property
     def ok(self) -> bool:
@@ -52,34 +63,57 @@ class HandlerOutcome:
 
     def __repr__(self) -> str:
         err = f", error={self.error!r}" if self.error is not None else ""
+        val = f", value={self.value!r}" if self.value is not None else ""
         return (
             f"HandlerOutcome({self.handler!r}, {self.status.value}, attempts={self.attempts}, "
-            f"duration={self.duration * 1e3:.3f}ms{err})"
+            f"duration={self.duration * 1e3:.3f}ms{val}{err})"
         )
+
+
+class Failure(HandlerOutcome[Any]):
+    """A handler's final failure, with what its dead letter needs (``core.dlq`` builds
+    the letter). The traceback is formatted when the failure happens, while the
+    exception's frames are still what they were."""
+
+    __slots__ = ("first_failure_at", "last_failure_at", "reason", "tb")
+
+    def __init__(
+        self,
+        handler: str,
+        status: OutcomeStatus,
+        attempts: int,
+        duration: float,
+        error: Exception,
+        reason: DeadLetterReason,
+        first_failure_at: datetime,
+        last_failure_at: datetime,
+    ) -> None:
+        super().__init__(handler, status, attempts, duration, error, dead_lettered=True)
+        self.reason = reason
+        self.first_failure_at = first_failure_at
+        self.last_failure_at = last_failure_at
+        self.tb = "".join(traceback.format_exception(error))
 
 
 class PublishResult:
     """What happened to one published event. ``seq`` is its log position (None without a
-    store); ``duplicate`` means the store already had this event id, so nothing was
-    appended or dispatched; ``outcomes`` holds one entry per matching handler."""
+    store, or when a producer-only bus appended it); ``duplicate`` means the store
+    already had this event id, so nothing was appended or dispatched; ``outcomes`` holds
+    one entry per matching handler, in subscription order."""
 
-    __slots__ = ("_outcomes", "duplicate", "event", "seq")
+    __slots__ = ("duplicate", "event", "outcomes", "seq")
 
     def __init__(
         self,
         event: Event,
-        outcomes: Sequence[HandlerOutcome],
+        outcomes: Sequence[HandlerOutcome[Any]],
         seq: int | None = None,
         duplicate: bool = False,
     ) -> None:
         self.event = event
-        self._outcomes = outcomes
+        self.outcomes = outcomes
         self.seq = seq
         self.duplicate = duplicate
-
-    @property
-    def outcomes(self) -> Sequence[HandlerOutcome]:
-        return self._outcomes
 
     @property
     def ok(self) -> bool:
@@ -87,10 +121,15 @@ class PublishResult:
         return all(o.status is OutcomeStatus.OK for o in self.outcomes)
 
     @property
-    def failures(self) -> list[HandlerOutcome]:
+    def failures(self) -> list[HandlerOutcome[Any]]:
         return [o for o in self.outcomes if o.status is not OutcomeStatus.OK]
 
-    def __iter__(self) -> Iterator[HandlerOutcome]:
+    @property
+    def values(self) -> dict[str, Any]:
+        """What each handler that succeeded returned, by handler name."""
+        return {o.handler: o.value for o in self.outcomes if o.status is OutcomeStatus.OK}
+
+    def __iter__(self) -> Iterator[HandlerOutcome[Any]]:
         return iter(self.outcomes)
 
     def __len__(self) -> int:
@@ -115,43 +154,3 @@ class PublishResult:
             f"PublishResult({self.event.event_type}, seq={self.seq}, ok={self.ok}, "
             f"outcomes={list(self.outcomes)!r})"
         )
-
-
-class _CompletedResult(PublishResult):
-    """The result of a hot-path publish where every handler succeeded: it keeps the
-    handler names and durations and builds the ``HandlerOutcome`` objects only when
-    ``outcomes`` is first read. Most publishers never read them, and building one
-    object per handler per event was a third of the cost of a one-handler publish."""
-
-    __slots__ = ("_durations", "_names")
-    # Class-level values shadow the base's slots: this result never has a sequence
-    # number (no store on the hot path) and is never a duplicate.
-    seq = None
-    duplicate = False
-
-    def __init__(self, event: Event, names: tuple[str, ...], durations: Sequence[float]) -> None:
-        self.event = event
-        self._names = names
-        self._durations = durations
-        self._outcomes = ()
-
-    @property
-    def outcomes(self) -> Sequence[HandlerOutcome]:
-        if not self._outcomes and self._names:
-            ok = OutcomeStatus.OK
-            self._outcomes = tuple(
-                HandlerOutcome(name, ok, 1, duration)
-                for name, duration in zip(self._names, self._durations, strict=True)
-            )
-        return self._outcomes
-
-    @property
-    def ok(self) -> bool:
-        return True
-
-    @property
-    def failures(self) -> list[HandlerOutcome]:
-        return []
-
-    def __len__(self) -> int:
-        return len(self._names)

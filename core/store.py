@@ -174,11 +174,15 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """The right of one live consumer to process a group."""
+    """The right of one live consumer to process a group. ``previous_holder`` names
+    the consumer whose lease this one took over without it being released (that
+    consumer crashed or stalled past its TTL): events past the checkpoint may already
+    have reached its handlers, so they are delivered as redeliveries."""
 
     group: str
     holder: str
     expires_at: float  # wall-clock seconds since the epoch
+    previous_holder: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

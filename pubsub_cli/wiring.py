@@ -15,7 +15,7 @@ from .targets import LoadedTargets
 __all__ = ["build_bus"]
 
 
-def _router_of(subs: list[Subscription[Any]], name: str) -> Router:
+def _router_of(subs: list[Subscription[Any, Any]], name: str) -> Router:
     """A Router carrying these subscriptions, policies included."""
     router = Router(name=name)
     for sub in subs:
@@ -33,7 +33,7 @@ def _router_of(subs: list[Subscription[Any]], name: str) -> Router:
     return router
 
 
-def _include(bus: EventBus, subs: list[Subscription[Any]], name: str) -> None:
+def _include(bus: EventBus, subs: list[Subscription[Any, Any]], name: str) -> None:
     """Include ``subs``, skipping each one the bus already has: the same subscription
     (same name, handler object, event type and policy) reached twice, as when a module
     holds both a Router and an EventBus that includes it, or a TARGET is given twice.
@@ -44,7 +44,7 @@ def _include(bus: EventBus, subs: list[Subscription[Any]], name: str) -> None:
         bus.include(_router_of(fresh, name))
 
 
-def _same(a: Subscription[Any], b: Subscription[Any]) -> bool:
+def _same(a: Subscription[Any, Any], b: Subscription[Any, Any]) -> bool:
     return (
         a.name == b.name
         and a.handler is b.handler

@@ -194,4 +194,4 @@ class TestReachedTwice:
         path = write(tmp_path, "clash", body)
         r = cli("run", str(path), "--once")
         assert r.exit_code == 1
-        assert "is already subscribed" in r.error_line
+        assert "two different handlers are named" in r.error_line

@@ -69,7 +69,7 @@ class TestLeaseLost:
         await bus.drain()
         # A stalled past its TTL and B took the group over.
         store._leases[bus.group] = Lease(bus.group, "B", 4_102_444_800.0)
-        await bus._heartbeat_once()
+        await bus._consumer._heartbeat_once()  # type: ignore[union-attr]
         ((where, exc),) = bus.internal_errors
         assert "lease of group 'default' lost" in where
         assert isinstance(exc, GroupLockedError)

@@ -52,7 +52,7 @@ async def takes_nothing() -> None:
     pass
 
 
-async def takes_two(event: Parcel, extra: int) -> None:
+async def takes_three(event: Parcel, context: object, extra: int) -> None:
     pass
 
 
@@ -104,9 +104,15 @@ class TestSignatureChecks:
     @pytest.mark.parametrize(
         ("handler", "message"),
         [
-            pytest.param(takes_nothing, "exactly one positional parameter", id="no-parameter"),
-            pytest.param(takes_two, "exactly one positional parameter", id="two-parameters"),
-            pytest.param(takes_keyword, "exactly one positional parameter", id="required-kw"),
+            pytest.param(
+                takes_nothing, "the event as its one positional parameter", id="no-parameter"
+            ),
+            pytest.param(
+                takes_three, "the event as its one positional parameter", id="three-parameters"
+            ),
+            pytest.param(
+                takes_keyword, "the event as its one positional parameter", id="required-kw"
+            ),
             pytest.param(takes_letter, "takes Letter but is subscribed to Parcel", id="wrong-type"),
         ],
     )

@@ -158,33 +158,6 @@ class TestFastPath:
         assert seen["task"] is publisher
         assert seen["tasks"] == before
 
-    async def test_non_suspending_handlers_create_no_task(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """Several handlers that finish without suspending never create a task."""
-        loop = asyncio.get_running_loop()
-        created: list[object] = []
-        real = loop.create_task
-
-        def counting(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-            created.append(coro)
-            return real(coro, **kwargs)
-
-        async def a(event: Ping) -> None:
-            pass
-
-        async def b(event: Ping) -> None:
-            pass
-
-        async with EventBus() as bus:
-            bus.subscribe(Ping, name="a")(a)
-            bus.subscribe(Ping, name="b")(b)
-            monkeypatch.setattr(loop, "create_task", counting)
-            result = await bus.publish_async(Ping())
-            monkeypatch.undo()
-        assert result.ok
-        assert created == []
-
     async def test_suspending_handlers_run_concurrently(self) -> None:
         """Three handlers that each wait for the other two all finish (a barrier of 3)."""
         barrier = asyncio.Barrier(3)

@@ -94,7 +94,7 @@ class TestEntries:
             DeadLetterReason.EXHAUSTED,
             DeadLetterReason.BREAKER_OPEN,
         ]
-        assert entries[1].error_type == "core.dispatch.BreakerOpenError"
+        assert entries[1].error_type == "core.errors.BreakerOpenError"
         assert entries[1].attempts == 0
 
     async def test_success_makes_no_entry(self) -> None:

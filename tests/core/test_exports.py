@@ -26,13 +26,18 @@ INTERNAL = {
     },  # the benchmark behind `pubsub bench`
     "clock": {"system_clock"},  # the default instance; SystemClock is exported
     "codec": {"decode", "decode_as", "encode", "from_dict", "to_dict"},  # Event methods wrap them
-    "dispatch": {
-        "Failure",
-        "Route",
-        "Runner",
-        "run_plain_route",
-        "run_route",
-    },  # the bus's machinery
+    "consumer": {"Delivered", "Dispatcher", "LogConsumer"},  # the seam's two sides
+    "dispatch": {"Route", "Runner"},  # the bus's machinery
+    "dlq": {
+        "DECODE_HANDLER",
+        "MIDDLEWARE_HANDLER",
+        "for_corrupt",
+        "for_failure",
+        "for_undecodable",
+        "qualified_name",
+    },  # how entries are built
+    "replay": {"redrive", "replay"},  # EventBus.replay and EventBus.redrive wrap them
+    "results": {"Failure"},  # a HandlerOutcome with what its dead letter needs
     "entrypoints": {"GROUPS", "PluginInfo", "discover", "load_plugin", "store_schemes"},  # CLI
     "memory": {"open_memory_store"},  # the entry-point factory
     "scenarios": {
@@ -60,7 +65,14 @@ INTERNAL = {
     "progress": {"GroupProgress"},  # the bus's checkpoint bookkeeping
     "store": {"at_least", "check_read_args", "int64"},  # argument checks for stores
     "projections": {"create_snapshots", "projections_of", "restore_snapshots"},  # CLI commands
-    "routing": {"handler_name", "make_policy"},  # helpers of subscribe()
+    "routing": {
+        "SubscribeOptions",
+        "Subscriber",
+        "handler_name",
+        "make_policy",
+        "subscriber",
+        "takes_context",
+    },  # helpers of subscribe()
     "testing": {"FakeClock", "ScriptedRandom"},  # test doubles live in core.testing
 }
 

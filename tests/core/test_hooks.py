@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from core import BreakerPolicy, Event, EventBus, InMemoryMetrics, MetricsCollector, OutcomeStatus
+from core import (
+    BreakerPolicy,
+    Event,
+    EventBus,
+    InMemoryMetrics,
+    MetricsCollector,
+    OutcomeStatus,
+    PublishDetails,
+)
 from core.metrics import HandlerRecorder, NullMetrics
 from core.policies import BreakerState
 from core.testing import FakeClock
@@ -25,7 +33,7 @@ class TestOnPublish:
         """Each published event reaches the hook before any handler runs."""
         order: list[str] = []
         async with EventBus() as bus:
-            bus.on_publish(lambda e: order.append(f"hook {e.n}"))
+            bus.on_publish(lambda d: order.append(f"hook {d.event.n}"))
             bus.subscribe(Tick, name="h")(lambda e: order.append(f"handler {e.n}"))
             await bus.publish_async(Tick(1))
             await bus.publish_async(Tick(2))
@@ -35,7 +43,7 @@ class TestOnPublish:
         """An event without handlers still reaches the hook."""
         seen: list[Event] = []
         async with EventBus() as bus:
-            bus.on_publish(seen.append)
+            bus.on_publish(lambda d: seen.append(d.event))
             event = Tick()
             await bus.publish_async(event)
         assert seen == [event]
@@ -48,11 +56,11 @@ class TestOnPublish:
         handled: list[int] = []
         good: list[int] = []
 
-        def bad(event: Event) -> None:
+        def bad(details: PublishDetails) -> None:
             calls.append(1)
             raise RuntimeError("hook broke")
 
-        with caplog.at_level(logging.ERROR, logger="pubsub"):
+        with caplog.at_level(logging.WARNING, logger="pubsub"):
             async with EventBus() as bus:
                 bus.on_publish(bad)
                 bus.on_publish(lambda e: good.append(1))
@@ -94,7 +102,7 @@ class TestBrokenCollector:
     ) -> None:
         """A collector that raises is replaced by a null one; handlers still run."""
         handled: list[int] = []
-        with caplog.at_level(logging.ERROR, logger="pubsub"):
+        with caplog.at_level(logging.WARNING, logger="pubsub"):
             async with EventBus(metrics=BrokenLookup()) as bus:
                 bus.subscribe(Tick, name="h")(lambda e: handled.append(e.n))
                 result = await bus.publish_async(Tick(1))

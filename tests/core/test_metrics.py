@@ -7,7 +7,6 @@ import asyncio
 from dataclasses import dataclass
 
 import orjson
-import pytest
 
 from core import BreakerPolicy, Event, EventBus, InMemoryMetrics, OutcomeStatus, RetryPolicy
 from core.testing import FakeClock
@@ -120,25 +119,3 @@ class TestDurations:
     def test_empty_snapshot(self) -> None:
         """A fresh collector's snapshot is empty."""
         assert InMemoryMetrics().snapshot() == {"event_types": {}, "handlers": {}}
-
-
-def test_native_recorders_match_the_python_ones() -> None:
-    """The C recorders (when built) keep the same ring size and record the same way as
-    their Python twins, which the bus uses when the extension is missing."""
-    from core import metrics
-    from core._native import speedups
-
-    if speedups is None:
-        pytest.skip("core._speedups is not built or PUBSUB_PURE_PYTHON is set")
-    assert speedups.RING == metrics._RING
-    native, python = speedups.Durations(), metrics._PyDurations()
-    values = [0.5, 0.25, 2.0, 1.0] * 300  # more than one lap of the ring
-    for d in values:
-        native.succeeded(d)
-        python.succeeded(d)
-    assert (native.n, native.total, native.max) == (python.n, python.total, python.max)
-    assert sorted(native.samples) == sorted(python.samples)
-    counter = speedups.TypeCount()
-    counter.published()
-    counter.published()
-    assert counter.count == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, assert_type
 
 from core import (
     BreakerPolicy,
@@ -15,6 +16,7 @@ from core import (
     EventBus,
     EventStore,
     Handler,
+    HandlerContext,
     HandlerOutcome,
     InMemoryMetrics,
     MemoryEventStore,
@@ -58,13 +60,35 @@ async def everything(event: Event) -> None:
     print(event.event_type)
 
 
-sub: Subscription[OrderPlaced] = router.add(OrderPlaced, everything, name="everything")
-handler: Handler[ExpressOrderPlaced] = reserve_stock
-
-CallNext = Callable[[Event], Awaitable[list[HandlerOutcome]]]
+sub: Subscription[OrderPlaced, None] = router.add(OrderPlaced, everything, name="everything")
+handler: Handler[ExpressOrderPlaced, None] = reserve_stock
 
 
-async def timing(event: Event, call_next: CallNext) -> list[HandlerOutcome]:
+async def quote(event: OrderPlaced) -> int:
+    return event.total * 2
+
+
+def quote_sync(event: OrderPlaced) -> str:
+    return event.order_id
+
+
+async def ship(event: OrderPlaced, ctx: HandlerContext[OrderPlaced]) -> bool:
+    await ctx.publish(ExpressOrderPlaced(event.order_id))
+    return ctx.redelivery
+
+
+# R is inferred from what the handler returns, async or sync, with a context or not.
+assert_type(router.add(OrderPlaced, quote), Subscription[OrderPlaced, int])
+assert_type(router.add(OrderPlaced, quote_sync, name="quote_sync"), Subscription[OrderPlaced, str])
+assert_type(router.add(OrderPlaced, ship), Subscription[OrderPlaced, bool])
+assert_type(
+    router.subscribe(OrderPlaced, name="q2")(quote), Callable[[OrderPlaced], Awaitable[int]]
+)
+
+CallNext = Callable[[Event], Awaitable[list[HandlerOutcome[Any]]]]
+
+
+async def timing(event: Event, call_next: CallNext) -> list[HandlerOutcome[Any]]:
     return await call_next(event)
 
 
