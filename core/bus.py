@@ -34,7 +34,14 @@ from .consumer import Consumer, Delivered, LogConsumer
 from .dispatch import Middleware, Route, Runner
 from .dlq import MIDDLEWARE_HANDLER, for_failure
 from .errors import BusClosedError, EventDecodeError, SubscriptionError, SyncPublishInLoopError
-from .events import DispatchContext, Event, EventRegistry, default_registry, is_frozen_dataclass
+from .events import (
+    DispatchContext,
+    Event,
+    EventRegistry,
+    _dispatch,
+    default_registry,
+    is_frozen_dataclass,
+)
 from .hooks import PublishDetails, PublishHook
 from .memory import MemoryDeadLetterQueue
 from .metrics import (
@@ -48,7 +55,14 @@ from .metrics import (
 )
 from .policies import BreakerState, CircuitBreaker
 from .replay import HandlerTally, RedriveResult, ReplayReport, redrive, replay
-from .results import Failure, HandlerOutcome, OutcomeStatus, PublishResult
+from .results import (
+    Failure,
+    HandlerOutcome,
+    ManyResult,
+    OneResult,
+    OutcomeStatus,
+    PublishResult,
+)
 from .routing import Router, SubscribeOptions, Subscriber, Subscription, subscriber
 from .store import DeadLetter, DeadLetterQueue, DeadLetterReason, EventStore, StoredEvent
 
@@ -65,6 +79,9 @@ _context: contextvars.ContextVar[Event | DispatchContext | None] = contextvars.C
     "pubsub_delivery", default=None
 )
 _OK = OutcomeStatus.OK
+_new = object.__new__
+_set_dispatch = _dispatch.set
+_reset_dispatch = _dispatch.reset
 _CANCELLED = OutcomeStatus.CANCELLED
 
 
@@ -219,7 +236,7 @@ class EventBus:
             self._subs.append(sub)
             if sub.name not in self._runners:
                 self._runners[sub.name] = self._make_runner(sub)
-        self._routes.clear()
+        self._forget_routes()
 
     def _resolve_name(
         self, sub: Subscription[Any, Any], known: list[Subscription[Any, Any]]
@@ -255,6 +272,17 @@ class EventBus:
             n += 1
         return Subscription(sub.event_type, sub.handler, f"{sub.name}#{n}", sub.policy, False)
 
+    def _forget_routes(self) -> None:
+        """Drop the routing cache (subscriptions or metrics changed); what the routes
+        counted moves into the bus's counters."""
+        hits = 0
+        for route in self._routes.values():
+            hits += route.hits
+            route.retire()
+        self._counters.published += hits
+        self._counters.ok += hits
+        self._routes.clear()
+
     def unsubscribe(self, handler: str | Callable[..., object]) -> None:
         """Remove a subscription by name or by handler (every event type it was
         subscribed to); SubscriptionError if absent."""
@@ -271,7 +299,7 @@ class EventBus:
                 del self._runners[name]
                 self._breakers.pop(name, None)
         self._subs = keep
-        self._routes.clear()
+        self._forget_routes()
 
     def handlers_for(self, event_type: type[Event]) -> list[str]:
         """Names of the handlers an event of ``event_type`` would be dispatched to."""
@@ -437,7 +465,7 @@ class EventBus:
     def _disable_metrics(self, exc: Exception) -> None:
         self._internal_error(f"metrics collector {self.metrics!r} (now disabled)", exc)
         self.metrics = NullMetrics()
-        self._routes.clear()
+        self._forget_routes()
 
     # -- publishing ----------------------------------------------------------------------
 
@@ -449,22 +477,41 @@ class EventBus:
         (with what it returned); with ``raise_on_error`` a failure raises DispatchError
         (after all handlers ran)."""
         if self._plain:
-            # Nothing between publish and the handlers: the route runs right here.
+            # Nothing between publish and the handlers.
             route = self._routes.get(event.__class__) or self._route(event.__class__)
-            route.published()
+            inline = route.inline
+            if inline is None:
+                return await self._publish_route(route, event, raise_on_error)
+            # One plain handler (no policy): awaited right here, in the caller's task,
+            # as `await handler(event)` would be; what Runner.run does, without the
+            # layers.
+            fn, record, fold = inline
             self._active += 1
+            token = _set_dispatch(event)
+            t0 = perf_counter()
             try:
-                outcomes = await route.dispatch(event, event)
+                value = await fn(event)
+            except Exception as exc:
+                failure = route.single_failed(exc, t0)
+                route.published()
+                self._counters.published += 1
+                return await self._settle(event, [failure], raise_on_error)
             finally:
-                self._active -= 1
-                if not self._active and self._idle is not None:
-                    self._idle.set()
-            self._counters.published += 1
-            for outcome in outcomes:
-                if outcome.status is not _OK:
-                    return await self._settle(event, outcomes, raise_on_error)
-            self._counters.ok += len(outcomes)
-            return PublishResult(event, outcomes)
+                _reset_dispatch(token)
+                self._active -= 1  # drain() looks again rather than being told
+            duration = perf_counter() - t0
+            record(duration)
+            # One count for the bus's statistics and the type's publishes (and, every
+            # 1024, the recorder folds its recent durations into its totals).
+            hits = route.hits = route.hits + 1
+            if not hits & 1023 and fold is not None:
+                fold()
+            result = _new(OneResult)
+            result.event = event
+            result._route = route
+            result._duration = duration
+            result._value = value
+            return result
         if self._closed:
             raise BusClosedError()
         if self._dev:
@@ -482,6 +529,30 @@ class EventBus:
                 self._idle.set()
         self._counters.published += 1
         return await self._settle(event, outcomes, raise_on_error)
+
+    async def _publish_route(
+        self, route: Route, event: Event, raise_on_error: bool | None
+    ) -> PublishResult:
+        self._active += 1
+        try:
+            if route.plain is not None:
+                done = await route.run_plain(event, event)
+                if isinstance(done, ManyResult):  # every handler succeeded (in hits)
+                    return done
+                outcomes = done
+            else:
+                outcomes = await route.dispatch(event, event)
+        finally:
+            self._active -= 1
+            if not self._active and self._idle is not None:
+                self._idle.set()
+        route.published()
+        self._counters.published += 1
+        for outcome in outcomes:
+            if outcome.status is not _OK:
+                return await self._settle(event, outcomes, raise_on_error)
+        self._counters.ok += len(outcomes)
+        return PublishResult(event, outcomes)
 
     async def _settle(
         self,
@@ -711,7 +782,10 @@ class EventBus:
                     await asyncio.wait(set(self._tasks))
                     continue
                 self._idle = asyncio.Event()
-                await self._idle.wait()
+                # Inline publishes do not set the event (it would cost every publish):
+                # look again every few milliseconds.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), 0.005)
 
         try:
             if deadline is None:
@@ -760,9 +834,10 @@ class EventBus:
         c = self._counters
         consumer = self._consumer
         last_seq = c.last_seq if consumer is None else max(c.last_seq, consumer.last_seq)
+        hits = sum(route.hits for route in self._routes.values())  # inline successes
         return BusStatistics(
-            published=c.published,
-            handled_ok=c.ok,
+            published=c.published + hits,
+            handled_ok=c.ok + hits,
             handled_failed=c.failed,
             dead_lettered=c.dead_lettered,
             in_flight=self._active,

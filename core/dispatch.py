@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .clock import Clock, RandomSource
 from .errors import BreakerOpenError
 from .events import DispatchContext, Event, _dispatch
-from .metrics import EventTypeRecorder, HandlerRecorder
+from .metrics import EventTypeRecorder, HandlerRecorder, _Pair, _TypeCount
 from .policies import CircuitBreaker, HandlerPolicy
-from .results import Failure, HandlerOutcome, OutcomeStatus
+from .results import Failure, HandlerOutcome, ManyResult, OutcomeStatus
 
 if TYPE_CHECKING:
     from .routing import _Publisher
@@ -46,6 +46,10 @@ R = TypeVar("R")
 
 _OK = OutcomeStatus.OK
 _EAGER = sys.version_info >= (3, 12)
+_FAILED: Any = object()  # a placeholder among the values of run_plain
+_new = object.__new__
+_set_dispatch = _dispatch.set
+_reset_dispatch = _dispatch.reset
 
 
 class Runner(Generic[E, R]):
@@ -233,7 +237,18 @@ class Route:
     """The runners that match one concrete event type, with their recorders, and the
     one way to dispatch an event to them."""
 
-    __slots__ = ("names", "published", "runners", "single", "tasks", "type_recorder")
+    __slots__ = (
+        "counter",
+        "hits",
+        "inline",
+        "names",
+        "plain",
+        "published",
+        "runners",
+        "single",
+        "tasks",
+        "type_recorder",
+    )
 
     def __init__(
         self,
@@ -244,10 +259,49 @@ class Route:
         self.runners = runners
         self.single = runners[0] if len(runners) == 1 else None
         self.names = tuple(runner.name for runner, _ in runners)
+        # A single plain async handler, for the bus to await inline:
+        # (handler, record a duration, fold the recorder or None).
+        self.inline: tuple[Callable[..., Any], Callable[[float], object], Any] | None = None
+        if self.single is not None and self.single[0].plain and self.single[0].is_async:
+            runner, rec = self.single
+            if isinstance(rec, _Pair):  # the built-in recorder: one list append
+                self.inline = (runner.fn, rec.recent.append, rec.fold)
+            else:
+                self.inline = (runner.fn, rec.succeeded, None)
+        # Several plain async handlers: (handler, record a duration, fold or None) each,
+        # for ``run_plain`` (no Runner.run layer, no outcome objects when all succeed).
+        self.plain: tuple[tuple[Callable[..., Any], Callable[[float], object], Any], ...] | None
+        self.plain = None
+        if len(runners) > 1 and all(r.plain and r.is_async for r, _ in runners):
+            self.plain = tuple(
+                (r.fn, rec.recent.append, rec.fold)
+                if isinstance(rec, _Pair)
+                else (r.fn, rec.succeeded, None)
+                for r, rec in runners
+            )
+        # Inline publishes that succeeded: the bus's statistics add them, and so does
+        # the built-in type counter (one increment counts for both).
+        self.hits = 0
+        self.counter = type_recorder if isinstance(type_recorder, _TypeCount) else None
+        if (self.inline is not None or self.plain is not None) and self.counter is not None:
+            self.counter.sources.append(self)
         self.type_recorder = type_recorder
         self.published = type_recorder.published
         # The bus's set of running handler tasks (aclose cancels what is left of them).
         self.tasks = tasks
+
+    def retire(self) -> None:
+        """The bus drops this route: the type counter keeps what it counted."""
+        if (self.inline is not None or self.plain is not None) and self.counter is not None:
+            self.counter.retire(self)
+
+    def single_failed(self, exc: Exception, t0: float) -> Failure:
+        """The failure of the single plain handler's one attempt (started at ``t0``)."""
+        assert self.single is not None
+        runner, rec = self.single
+        return runner.give_up(
+            rec, exc, OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED, 1, t0, None
+        )
 
     def only(self, names: frozenset[str]) -> Route:
         """This route restricted to the handlers named in ``names``."""
@@ -272,6 +326,110 @@ class Route:
         finally:
             _dispatch.reset(token)
         return await self._collect(started)
+
+    async def run_plain(
+        self, event: Event, context: Event | DispatchContext
+    ) -> ManyResult | list[HandlerOutcome[Any]]:
+        """``dispatch`` for a route of plain async handlers (no policy): each handler in
+        a task of its own, its duration read around its eager start (or when its task
+        finishes, if it suspended). Returns a lazy ManyResult when every handler
+        succeeded, else every outcome."""
+        plain = self.plain
+        assert plain is not None
+        token = _set_dispatch(context)
+        marks = [perf_counter()]
+        started: list[asyncio.Task[Any]] = []
+        try:
+            for fn, _, _ in plain:
+                started.append(_start(fn(event)))
+                marks.append(perf_counter())
+        finally:
+            _reset_dispatch(token)
+        values: list[Any] = []
+        ends: dict[int, float] | None = None
+        outcomes: list[HandlerOutcome[Any]] | None = None
+        for index, task in enumerate(started):
+            try:
+                values.append(task.result())
+            except asyncio.InvalidStateError:  # it suspended: finish it below
+                ends = await self._finish(started, index, values, marks)
+                break
+            except BaseException:  # failed or cancelled: every outcome, the slow way
+                values.append(_FAILED)
+        else:
+            if _FAILED not in values:
+                durations = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+                for (_, record, _), duration in zip(plain, durations, strict=True):
+                    record(duration)
+                hits = self.hits = self.hits + 1
+                if not hits & 1023:
+                    for _, _, fold in plain:
+                        if fold is not None:
+                            fold()
+                result = _new(ManyResult)
+                result.event = event
+                result._route = self
+                result._durations = durations
+                result._values = values
+                return result
+        outcomes = self._plain_outcomes(started, marks, ends)
+        return outcomes
+
+    async def _finish(
+        self,
+        started: list[asyncio.Task[Any]],
+        index: int,
+        values: list[Any],
+        marks: list[float],
+    ) -> dict[int, float]:
+        """Wait for the handlers from ``index`` on, noting when each one ends."""
+        ends: dict[int, float] = {}
+        pending = [task for task in started[index:] if not task.done()]
+        for task in pending:
+            task.add_done_callback(lambda t: ends.__setitem__(id(t), perf_counter()))
+        tasks = self.tasks
+        tasks.update(pending)
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            # The caller is cancelled: its handlers go with it, as an inline one would.
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending)
+            raise
+        finally:
+            tasks.difference_update(pending)
+        return ends
+
+    def _plain_outcomes(
+        self,
+        started: list[asyncio.Task[Any]],
+        marks: list[float],
+        ends: dict[int, float] | None,
+    ) -> list[HandlerOutcome[Any]]:
+        """Every outcome of a ``run_plain`` that had a failure, a cancellation or a
+        suspension, in subscription order (recorded in the metrics here)."""
+        outcomes: list[HandlerOutcome[Any]] = []
+        for i, ((runner, rec), task) in enumerate(zip(self.runners, started, strict=True)):
+            start = marks[i]
+            end = ends.get(id(task), marks[i + 1]) if ends else marks[i + 1]
+            duration = max(0.0, end - start)
+            if task.cancelled():
+                outcomes.append(HandlerOutcome(runner.name, OutcomeStatus.CANCELLED, 1, duration))
+                continue
+            exc = task.exception()
+            if exc is None:
+                rec.succeeded(duration)
+                outcomes.append(HandlerOutcome(runner.name, _OK, 1, duration, value=task.result()))
+            elif isinstance(exc, Exception):
+                failure = runner.give_up(
+                    rec, exc, OutcomeStatus.FAILED, DeadLetterReason.EXHAUSTED, 1, 0.0, None
+                )
+                failure.duration = duration
+                outcomes.append(failure)
+            else:
+                raise exc  # KeyboardInterrupt, SystemExit: not ours to keep
+        return outcomes
 
     async def _collect(
         self, started: list[asyncio.Task[HandlerOutcome[Any]]]

@@ -26,7 +26,6 @@ __all__ = [
 ]
 
 _RING = 1024  # recent samples kept per (handler, event type)
-_MASK = _RING - 1
 
 
 @runtime_checkable
@@ -63,32 +62,53 @@ class MetricsCollector(Protocol):
         ...
 
 
-class _TypeCount:
-    """Publishes of one event type."""
+class _Hits(Protocol):
+    @property
+    def hits(self) -> int: ...
 
-    __slots__ = ("count",)
+
+class _TypeCount:
+    """Publishes of one event type: those counted one by one, plus the ``hits`` of the
+    bus routes that count their own (the inline publish path counts once per publish,
+    for the bus's statistics and this count alike)."""
+
+    __slots__ = ("_counted", "sources")
 
     def __init__(self) -> None:
-        self.count = 0
+        self._counted = 0
+        self.sources: list[_Hits] = []
+
+    @property
+    def count(self) -> int:
+        return self._counted + sum(source.hits for source in self.sources)
 
     def published(self) -> None:
-        self.count += 1
+        self._counted += 1
+
+    def retire(self, source: _Hits) -> None:
+        """``source`` stops counting: keep what it counted."""
+        self.sources.remove(source)
+        self._counted += source.hits
 
 
 class _Pair:
-    """Counts and durations of one handler on one event type: a ring of the most
-    recent durations for p50/p99, and count, sum and max of all."""
+    """Counts and durations of one handler on one event type.
+
+    Durations are appended to ``recent`` (one C call on the publish path); ``fold``
+    moves all but the last ``_RING`` of them into the running count, sum and max, so the
+    list stays bounded. Every reading (``n``, ``total``, ``max``, ``samples``) sees the
+    folded totals plus what is still in the list: nothing is delayed."""
 
     __slots__ = (
+        "_max",
+        "_n",
+        "_total",
         "dead_letters",
         "failed_n",
-        "max",
-        "n",
+        "recent",
         "rejected",
         "retries",
-        "ring",
         "timed_out",
-        "total",
     )
 
     def __init__(self) -> None:
@@ -97,27 +117,46 @@ class _Pair:
         self.rejected = 0
         self.retries = 0
         self.dead_letters = 0
-        self.n = 0  # outcomes recorded (each with its duration)
-        self.total = 0.0
-        self.max = 0.0
-        self.ring = [0.0] * _RING  # the last _RING durations; only min(n, _RING) are real
+        self._n = 0  # outcomes folded out of ``recent``
+        self._total = 0.0
+        self._max = 0.0
+        self.recent: list[float] = []  # the newest durations, oldest first
+
+    def fold(self) -> None:
+        """Fold all but the newest ``_RING`` durations into the totals."""
+        recent = self.recent
+        if len(recent) > _RING:
+            old = recent[:-_RING]
+            del recent[:-_RING]
+            self._n += len(old)
+            self._total += sum(old)
+            self._max = max(self._max, max(old))
+
+    @property
+    def n(self) -> int:
+        return self._n + len(self.recent)
+
+    @property
+    def total(self) -> float:
+        return self._total + sum(self.recent)
+
+    @property
+    def max(self) -> float:
+        return max(self._max, max(self.recent, default=0.0))
 
     @property
     def samples(self) -> list[float]:
-        return self.ring[: min(self.n, _RING)]
+        return self.recent[-_RING:]
 
     @property
     def succeeded_n(self) -> int:
         return self.n - self.failed_n - self.timed_out - self.rejected
 
     def succeeded(self, duration: float) -> None:
-        # The hot path: a handful of attribute updates, no branches but the max.
-        n = self.n
-        self.ring[n & _MASK] = duration
-        self.n = n + 1
-        self.total += duration
-        if duration > self.max:
-            self.max = duration
+        recent = self.recent
+        recent.append(duration)
+        if len(recent) >= 2 * _RING:
+            self.fold()
 
     def failed(self, duration: float, status: OutcomeStatus) -> None:
         if status is OutcomeStatus.TIMED_OUT:

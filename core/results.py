@@ -11,7 +11,7 @@ import enum
 import traceback
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .errors import DispatchError
 
@@ -19,7 +19,15 @@ if TYPE_CHECKING:
     from .events import Event
     from .store import DeadLetterReason
 
-__all__ = ["Failure", "HandlerOutcome", "OutcomeStatus", "PublishResult"]
+__all__ = [
+    "Failure",
+    "HandlerOutcome",
+    "ManyResult",
+    "OneResult",
+    "OutcomeStatus",
+    "PublishResult",
+]
+
 
 R = TypeVar("R")
 
@@ -154,3 +162,83 @@ class PublishResult:
             f"PublishResult({self.event.event_type}, seq={self.seq}, ok={self.ok}, "
             f"outcomes={list(self.outcomes)!r})"
         )
+
+
+class _Named(Protocol):
+    @property
+    def names(self) -> tuple[str, ...]: ...
+
+
+class OneResult(PublishResult):
+    """The result of a publish whose one handler succeeded inline: it keeps the
+    handler's name, duration and value, and builds the HandlerOutcome only when
+    ``outcomes`` is first read (most publishers never read it)."""
+
+    __slots__ = ("_duration", "_outcomes", "_route", "_value")
+    seq = None  # class-level: never stored, never a duplicate
+    duplicate = False
+    _outcomes: tuple[HandlerOutcome[Any], ...]
+
+    def __init__(self, event: Event, route: _Named, duration: float, value: object) -> None:
+        # The bus's hot path fills a bare instance instead (no __init__ call).
+        self.event = event
+        self._route = route
+        self._duration = duration
+        self._value = value
+
+    @property
+    def outcomes(self) -> Sequence[HandlerOutcome[Any]]:  # type: ignore[override]
+        try:
+            return self._outcomes
+        except AttributeError:  # first read
+            name, ok = self._route.names[0], OutcomeStatus.OK
+            outcome = HandlerOutcome(name, ok, 1, self._duration, value=self._value)
+            self._outcomes = (outcome,)
+            return self._outcomes
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return 1
+
+
+class ManyResult(PublishResult):
+    """The result of a publish whose several plain handlers all succeeded: names,
+    durations and values, with the HandlerOutcome objects built on first read."""
+
+    __slots__ = ("_durations", "_outcomes", "_route", "_values")
+    seq = None  # class-level: never stored, never a duplicate
+    duplicate = False
+    _outcomes: tuple[HandlerOutcome[Any], ...]
+
+    def __init__(
+        self, event: Event, route: _Named, durations: list[float], values: list[Any]
+    ) -> None:
+        # The route's hot path fills a bare instance instead (no __init__ call).
+        self.event = event
+        self._route = route
+        self._durations = durations
+        self._values = values
+
+    @property
+    def outcomes(self) -> Sequence[HandlerOutcome[Any]]:  # type: ignore[override]
+        try:
+            return self._outcomes
+        except AttributeError:  # first read
+            ok = OutcomeStatus.OK
+            self._outcomes = tuple(
+                HandlerOutcome(name, ok, 1, duration, value=value)
+                for name, duration, value in zip(
+                    self._route.names, self._durations, self._values, strict=True
+                )
+            )
+            return self._outcomes
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return len(self._values)

@@ -37,7 +37,11 @@ INTERNAL = {
         "qualified_name",
     },  # how entries are built
     "replay": {"redrive", "replay"},  # EventBus.replay and EventBus.redrive wrap them
-    "results": {"Failure"},  # a HandlerOutcome with what its dead letter needs
+    "results": {
+        "Failure",
+        "ManyResult",
+        "OneResult",
+    },  # a HandlerOutcome with what its dead letter needs
     "entrypoints": {"GROUPS", "PluginInfo", "discover", "load_plugin", "store_schemes"},  # CLI
     "memory": {"open_memory_store"},  # the entry-point factory
     "scenarios": {
