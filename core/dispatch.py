@@ -36,6 +36,8 @@ from .results import Failure, HandlerOutcome, ManyResult, OutcomeStatus
 
 if TYPE_CHECKING:
     from .routing import _Publisher
+import itertools
+
 from .routing import HandlerContext, Subscription, is_async_handler, takes_context
 from .store import DeadLetterReason
 
@@ -358,7 +360,7 @@ class Route:
                 values.append(_FAILED)
         else:
             if _FAILED not in values:
-                durations = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+                durations = [b - a for a, b in itertools.pairwise(marks)]
                 for (_, record, _), duration in zip(plain, durations, strict=True):
                     record(duration)
                 hits = self.hits = self.hits + 1
