@@ -50,6 +50,7 @@ _OK = OutcomeStatus.OK
 _EAGER = sys.version_info >= (3, 12)
 _FAILED: Any = object()  # a placeholder among the values of run_plain
 _new = object.__new__
+_Task: Any = asyncio.Task
 _set_dispatch = _dispatch.set
 _reset_dispatch = _dispatch.reset
 
@@ -338,13 +339,21 @@ class Route:
         succeeded, else every outcome."""
         plain = self.plain
         assert plain is not None
+        loop = asyncio.get_running_loop()
         token = _set_dispatch(context)
         marks = [perf_counter()]
+        mark = marks.append
         started: list[asyncio.Task[Any]] = []
+        start = started.append
         try:
-            for fn, _, _ in plain:
-                started.append(_start(fn(event)))
-                marks.append(perf_counter())
+            if _EAGER:
+                for fn, _, _ in plain:
+                    start(_Task(fn(event), loop=loop, eager_start=True))
+                    mark(perf_counter())
+            else:
+                for fn, _, _ in plain:
+                    start(loop.create_task(fn(event)))
+                    mark(perf_counter())
         finally:
             _reset_dispatch(token)
         values: list[Any] = []
