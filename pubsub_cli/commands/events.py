@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 from uuid import UUID
 
 import typer
 
-from core.errors import StoreError
+from core.errors import ChecksumMismatchError, StoreError
 from core.store import EventStore, StoredEvent
 from pubsub_cli.context import (
     ID_MAX,
@@ -21,7 +22,7 @@ from pubsub_cli.context import (
     open_store,
     shared_options,
 )
-from pubsub_cli.output import Output
+from pubsub_cli.output import Output, TableStream
 from pubsub_cli.records import EVENT_COLUMNS, event_dict, event_row
 from pubsub_cli.times import time_range
 
@@ -31,6 +32,74 @@ TypeOption = Annotated[
     list[str] | None,
     typer.Option("--type", "-t", help="Only this event type (repeatable)", metavar="TYPE"),
 ]
+
+
+DEFAULT_LIMIT = 100
+_CHUNK = 500  # rows printed per write: memory stays bounded whatever the log's size
+_CORRUPT = "corrupt: its payload does not match the stored checksum"
+
+
+@dataclass(slots=True)
+class _Listing:
+    """What ``events list`` has printed so far, and how it prints the next rows."""
+
+    out: Output
+    table: TableStream | None
+    pending: list[StoredEvent | ChecksumMismatchError] = field(default_factory=list)
+    shown: int = 0
+    corrupt: list[int] = field(default_factory=list)
+
+    def add(self, item: StoredEvent | ChecksumMismatchError) -> None:
+        self.pending.append(item)
+        self.shown += 1
+        if isinstance(item, ChecksumMismatchError):
+            self.corrupt.append(item.seq)
+        if len(self.pending) >= _CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        items, self.pending = self.pending, []
+        if self.table is None:
+            self.out.json_lines([_json_item(i) for i in items])
+        else:
+            self.table.add([_row_item(i) for i in items])
+
+
+def _json_item(item: StoredEvent | ChecksumMismatchError) -> dict[str, Any]:
+    if isinstance(item, ChecksumMismatchError):
+        return {"seq": item.seq, "type": item.type_name, "error": _CORRUPT}
+    return event_dict(item)
+
+
+def _row_item(item: StoredEvent | ChecksumMismatchError) -> tuple[object, ...]:
+    if isinstance(item, ChecksumMismatchError):
+        return (
+            item.seq,
+            item.type_name,
+            None,
+            None,
+            "CORRUPT: payload does not match its checksum",
+        )
+    return event_row(item)
+
+
+async def _matching(
+    store: EventStore,
+    *,
+    from_seq: int,
+    to_seq: int | None,
+    timed: bool,
+    types: list[str] | None,
+) -> int | None:
+    """How many events the filters select, when the store can say so cheaply (sequence
+    numbers are gap-free; a type filter over the whole log is a count); else None."""
+    if timed:
+        return None
+    if types:
+        return await store.count(types=types) if from_seq == 1 and to_seq is None else None
+    last = await store.last_seq()
+    high = last if to_seq is None else min(last, to_seq)
+    return max(0, high - from_seq + 1)
 
 
 @app.command("list")
@@ -43,39 +112,103 @@ def list_events(
     from_seq: Annotated[
         int, typer.Option("--from-seq", min=1, max=ID_MAX, help="First sequence number")
     ] = 1,
+    to_seq: Annotated[
+        int | None,
+        typer.Option("--to-seq", min=1, max=ID_MAX, help="Last sequence number", metavar="N"),
+    ] = None,
     limit: Annotated[
-        int,
-        typer.Option("--limit", "-n", min=0, max=ID_MAX, help="At most this many events (0: all)"),
-    ] = 100,
+        int | None,
+        typer.Option(
+            "--limit",
+            "-n",
+            min=0,
+            max=ID_MAX,
+            help=f"At most this many events (0: all) [default: {DEFAULT_LIMIT}]",
+            metavar="N",
+        ),
+    ] = None,
 ) -> None:
-    """List stored events in sequence order (JSON lines with --json)."""
+    """List stored events in sequence order (JSON lines with --json), printed as they
+    are read. A corrupt record is listed with an error (exit code still 0)."""
     out = inv.out
     since_at, until_at = time_range(since, until)
+    if to_seq is not None and to_seq < from_seq:
+        raise typer.BadParameter(
+            f"{to_seq} is before --from-seq {from_seq}: the range is inverted",
+            param_hint="'--to-seq'",
+        )
+    wanted = DEFAULT_LIMIT if limit is None else limit  # 0: all
+    url = inv.settings.store_url
 
-    async def go(s: EventStore) -> list[StoredEvent]:
-        return [
-            r
-            async for r in s.read(
-                from_seq=from_seq,
+    async def go(s: EventStore) -> tuple[_Listing, bool, int | None]:
+        table = None
+        if not inv.json:
+            last = await s.last_seq() if to_seq is None else to_seq
+            if wanted:
+                last = min(last, from_seq + wanted - 1)
+            table = out.table_stream(
+                EVENT_COLUMNS,
+                title=f"events in {url}",
+                min_widths={"seq": len(f"{last:,}"), "appended": 19, "id": 12},
+            )
+        listing = _Listing(out, table)
+        start, more = from_seq, False
+        while True:
+            # One more than asked for, to tell whether the limit cut the listing.
+            left = None if not wanted else wanted - listing.shown + 1
+            reader = s.read(
+                from_seq=start,
+                to_seq=to_seq,
                 since=since_at,
                 until=until_at,
                 types=types or None,
-                limit=limit or None,
+                limit=left,
             )
-        ]
+            try:
+                try:
+                    async for r in reader:
+                        if wanted and listing.shown == wanted:
+                            more = True
+                            break
+                        listing.add(r)
+                        start = r.seq + 1
+                finally:  # stopped early: let the store drop its read-ahead now
+                    aclose = getattr(reader, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+                break
+            except ChecksumMismatchError as exc:  # the rest of the log is still readable
+                if wanted and listing.shown == wanted:
+                    more = True
+                    break
+                listing.add(exc)
+                start = exc.seq + 1
+        listing.flush()
+        total = None
+        if more and limit is None:
+            timed = since_at is not None or until_at is not None
+            total = await _matching(
+                s, from_seq=from_seq, to_seq=to_seq, timed=timed, types=types or None
+            )
+        return listing, more, total
 
-    records = inv.with_store(go)
-    if inv.json:
-        for r in records:
-            out.json_line(event_dict(r))
-        return
-    out.table(
-        EVENT_COLUMNS,
-        [event_row(r) for r in records],
-        title=f"events in {inv.settings.store_url}",
-        caption=f"{len(records)} event(s)"
-        + (f" (--limit {limit})" if len(records) == limit else ""),
-    )
+    listing, more, total = inv.with_store(go)
+    if listing.table is not None:
+        caption = f"{listing.shown:,} event(s)"
+        if more or (limit and listing.shown == limit):
+            caption += f" (--limit {wanted})"
+        listing.table.close(caption)
+    if listing.corrupt:
+        seqs = ", ".join(map(str, listing.corrupt[:10])) + (
+            " ..." if len(listing.corrupt) > 10 else ""
+        )
+        out.warn(
+            f"{len(listing.corrupt)} corrupt record(s) listed with an error (seq {seqs}); "
+            "'pubsub check' verifies the whole log"
+        )
+    if more and limit is None:
+        of = f" of {total:,}" if total is not None else " matching"
+        out.note(f"showing the first {wanted}{of} events; pass --limit 0 for all (or --limit N)")
 
 
 async def _follow(
