@@ -286,31 +286,83 @@ async def _descendants(store: EventStore, record: StoredEvent, depth: int) -> li
     ]
 
 
-def _event_key(ref: str) -> int | UUID:
-    """SEQ|ID as a sequence number or an event id; anything else is a usage error."""
+_HEX = frozenset("0123456789abcdef")
+_SHORT_MIN = 4  # hex digits a short id needs: fewer would match half the log
+
+
+def _short_id(ref: str) -> str | None:
+    """``ref`` as a fragment of an event id's hex digits (dashes and case ignored), when
+    it can be one."""
+    digits = ref.strip().lower().replace("-", "")
+    if _SHORT_MIN <= len(digits) < 32 and set(digits) <= _HEX:
+        return digits
+    return None
+
+
+def _event_key(ref: str) -> int | UUID | str:
+    """SEQ|ID as a sequence number, an event id, or the short id ``events list`` prints
+    (the last 12 hex digits; any unique start or end of the id's digits works); anything
+    else is a usage error."""
     try:
         seq = int(ref)
     except ValueError:
-        try:
-            return UUID(ref)
-        except ValueError:
-            raise typer.BadParameter(
-                f"{ref!r} is neither a sequence number nor an event id (UUID)",
-                param_hint="'SEQ|ID'",
-            ) from None
-    if not 1 <= seq <= ID_MAX:
+        pass
+    else:
+        if 1 <= seq <= ID_MAX:
+            return seq
         raise typer.BadParameter(
             f"{ref!r} is not a sequence number: they run from 1 to {ID_MAX}",
             param_hint="'SEQ|ID'",
         )
-    return seq
+    try:
+        return UUID(ref)
+    except ValueError:
+        short = _short_id(ref)
+        if short is None:
+            raise typer.BadParameter(
+                f"{ref!r} is neither a sequence number, an event id (UUID) nor a short id "
+                f"(at least {_SHORT_MIN} hex digits of one, as 'events list' shows)",
+                param_hint="'SEQ|ID'",
+            ) from None
+        return short
+
+
+async def _by_short_id(store: EventStore, short: str, ref: str) -> StoredEvent | None:
+    """The one event whose id's hex digits end (or start) with ``short``; a fragment
+    that fits several is an error listing them. Reads the log's ids once."""
+    found: list[StoredEvent] = []
+    start = 1
+    while True:
+        try:
+            async for r in store.read(from_seq=start):
+                start = r.seq + 1
+                digits = r.event_id.hex
+                if digits.endswith(short) or digits.startswith(short):
+                    found.append(r)
+            break
+        except ChecksumMismatchError as exc:  # its id cannot be trusted: skip it
+            start = exc.seq + 1
+    if len(found) > 1:
+        shown = ", ".join(f"#{r.seq} {r.event_id}" for r in found[:5])
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        raise StoreError(
+            f"short id {ref!r} is ambiguous: it fits {len(found)} events ({shown}{more}); "
+            "give more digits, the full id or the sequence number"
+        )
+    return found[0] if found else None
 
 
 @app.command("show")
 @shared_options()
 def show(
     inv: Invocation,
-    ref: Annotated[str, typer.Argument(metavar="SEQ|ID", help="Sequence number or event id")],
+    ref: Annotated[
+        str,
+        typer.Argument(
+            metavar="SEQ|ID",
+            help="Sequence number, event id, or the short id 'events list' shows",
+        ),
+    ],
     depth: Annotated[int, typer.Option("--depth", min=1, help="How deep to follow effects")] = 20,
 ) -> None:
     """Show one event, its payload and its causal chain (causes and effects)."""
@@ -318,7 +370,15 @@ def show(
     key = _event_key(ref)
 
     async def go(s: EventStore) -> tuple[StoredEvent, list[StoredEvent], list[Any]]:
-        record = await (s.get(key) if isinstance(key, int) else s.get_by_id(key))
+        if isinstance(key, int):
+            record = await s.get(key)
+            short = _short_id(ref)
+            if record is None and short is not None:  # all digits: a short id, maybe
+                record = await _by_short_id(s, short, ref)
+        elif isinstance(key, UUID):
+            record = await s.get_by_id(key)
+        else:
+            record = await _by_short_id(s, key, ref)
         if record is None:
             raise StoreError(
                 f"no event {ref} in {inv.settings.store_url}: see 'pubsub events list'"
