@@ -75,10 +75,12 @@ class Output:
         verbose: bool = False,
         stdout: TextIO | None = None,
         stderr: TextIO | None = None,
+        no_color: bool = False,
     ) -> None:
         self.json_mode = json_mode
         self.quiet = quiet
         self.verbose = verbose
+        self.no_color = no_color  # --no-color; NO_COLOR in the environment does the same
         self._stdout = stdout
         self._stderr = stderr
         self._out: Console | None = None
@@ -103,7 +105,7 @@ class Output:
                 self.quiet = True
                 raise BrokenPipeError
 
-        no_color = bool(os.environ.get("NO_COLOR"))
+        no_color = self.no_color or bool(os.environ.get("NO_COLOR"))
         # Piped output is read by people later (less, CI logs): do not wrap at 80.
         tty = getattr(stream, "isatty", lambda: False)()
         width = None if tty or os.environ.get("COLUMNS") else 120
@@ -143,6 +145,7 @@ class Output:
             verbose=self.verbose,
             stdout=stdout if stdout is not None else self._stdout,
             stderr=self._stderr,
+            no_color=self.no_color,
         )
 
     # -- plain messages (stderr) -------------------------------------------------------

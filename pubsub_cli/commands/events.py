@@ -123,7 +123,7 @@ def list_events(
             "-n",
             min=0,
             max=ID_MAX,
-            help=f"At most this many events (0: all) [default: {DEFAULT_LIMIT}]",
+            help=f"At most this many events (0: all) \\[default: {DEFAULT_LIMIT}]",
             metavar="N",
         ),
     ] = None,
