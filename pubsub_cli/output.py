@@ -371,6 +371,7 @@ class TableStream:
         self.rows = 0
         if title:
             output.out.print(title, markup=False, highlight=False, soft_wrap=True, style="bold")
+            output.stdout.write("\n")
 
     def _start(self, rows: Sequence[Sequence[Cell]], cells: list[list[str]]) -> None:
         for i, name in enumerate(self._columns):
