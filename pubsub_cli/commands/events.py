@@ -222,12 +222,21 @@ async def _follow(
 ) -> None:
     after = start
     while not stop.is_set():
-        async for r in store.read(from_seq=after + 1, types=types):
-            after = r.seq
+        try:
+            async for r in store.read(from_seq=after + 1, types=types):
+                after = r.seq
+                if out.json_mode:
+                    out.json_line(event_dict(r))
+                else:
+                    _tail_line(out, r)
+        except ChecksumMismatchError as exc:  # flagged as in events list; go on after it
+            after = exc.seq
             if out.json_mode:
-                out.json_line(event_dict(r))
+                out.json_line(_json_item(exc))
             else:
-                _tail_line(out, r)
+                out.line(f"{exc.seq}\t-\t{exc.type_name}\t-\tCORRUPT: {_CORRUPT}")
+            out.warn(f"event seq {exc.seq} is corrupt (its payload fails its checksum)")
+            continue
         if types:  # skipped types still move the cursor
             after = max(after, await store.last_seq())
         with contextlib.suppress(TimeoutError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ from core import open_store
 from core.store import EventStore, StoredEvent
 from pubsub_cli import context
 
-from .conftest import CLI, EXAMPLES
+from .conftest import CLI, EXAMPLES, Watched, spawn
 
 
 def fill(db: Path, n: int) -> None:
@@ -214,3 +215,30 @@ class TestCorruptRecord:
         """A limit counts the flagged record as one of the listed."""
         rows = damaged("events", "list", "--json", "--from-seq", "30", "--limit", "3").json_lines()
         assert [row["seq"] for row in rows] == [30, 31, 32]  # type: ignore[index]
+
+
+class TestTailPastCorruptRecord:
+    """events tail flags a corrupt record and keeps following."""
+
+    def test_json_lines_go_on(self, tmp_path: Path) -> None:
+        """The corrupt record is a flagged line and the events after it still come."""
+        db = tmp_path / "tail.db"
+        fill(db, 10)
+        flip_payload_byte(db, 5)
+        watched = Watched(
+            spawn("events", "tail", "--last", "10", "--json", "--db", str(db), cwd=tmp_path)
+        )
+        try:
+            watched.expect('"seq":10,', on="stdout")
+        finally:
+            watched.proc.send_signal(signal.SIGINT)
+        r = watched.finish()
+        assert r.exit_code == 0, r.stderr
+        rows = r.json_lines()
+        assert [row["seq"] for row in rows] == list(range(1, 11))  # type: ignore[index]
+        assert rows[4] == {  # type: ignore[comparison-overlap]
+            "seq": 5,
+            "type": "OrderPlaced",
+            "error": "corrupt: its payload does not match the stored checksum",
+        }
+        assert "event seq 5 is corrupt" in r.stderr
