@@ -180,7 +180,13 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     verbose: Annotated[
-        int, typer.Option("-v", "--verbose", count=True, help="Show tracebacks and more detail")
+        int,
+        typer.Option(
+            "-v",
+            "--verbose",
+            count=True,
+            help="Show the traceback with an error (-v and -vv alike)",
+        ),
     ] = 0,
     quiet: Annotated[
         bool, typer.Option("-q", "--quiet", help="Only results and errors: no notes on stderr")

@@ -271,7 +271,9 @@ class Invocation:
 
 VerboseOption = Annotated[
     int,
-    typer.Option("-v", "--verbose", count=True, help="Show tracebacks and more detail (-vv: more)"),
+    typer.Option(
+        "-v", "--verbose", count=True, help="Show the traceback with an error (-v and -vv alike)"
+    ),
 ]
 QuietOption = Annotated[
     bool, typer.Option("-q", "--quiet", help="Only results and errors: no notes on stderr")
