@@ -4,11 +4,18 @@ Built-ins register through the same groups as third-party packages
 (``pubsub.stores``, ``pubsub.handlers``, ``pubsub.metrics``, ``pubsub.middleware``).
 Loading is lazy, per plugin, and a plugin that fails to import is reported as broken
 with its reason; it never takes the others down.
+
+``PUBSUB_DISABLE_PLUGINS=1`` (any value but empty, ``0``, ``false``, ``no``, ``off``)
+skips every third-party entry point: only those of this package itself (the built-in
+stores) are discovered and loaded. That is the way to tell whether a misbehaving plugin
+is the cause of a problem, and to run with exactly the code this package ships.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
+import os
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -17,6 +24,7 @@ from .errors import PluginLoadError, UnknownStoreSchemeError
 from .store import EventStore
 
 __all__ = ["GROUPS", "PluginInfo", "discover", "load_plugin", "open_store", "store_schemes"]
+# Also used by the command line, not part of core's API: DISABLE_ENV, third_party_disabled.
 
 GROUPS = ("pubsub.handlers", "pubsub.stores", "pubsub.metrics", "pubsub.middleware")
 
@@ -39,8 +47,28 @@ class PluginInfo:
         return self.error is not None
 
 
-def _entry_points(group: str) -> list[md.EntryPoint]:
-    return sorted(md.entry_points(group=group), key=lambda ep: ep.name)
+DISABLE_ENV = "PUBSUB_DISABLE_PLUGINS"
+_OWN_DISTRIBUTION = "pubsub-workbench"  # the built-ins' package (pyproject.toml's name)
+_OFF = frozenset({"", "0", "false", "no", "off"})
+
+
+def third_party_disabled() -> bool:
+    """Whether ``PUBSUB_DISABLE_PLUGINS`` asks to skip third-party entry points."""
+    return os.environ.get(DISABLE_ENV, "").strip().lower() not in _OFF
+
+
+def _built_in(ep: md.EntryPoint) -> bool:
+    dist = ep.dist
+    if dist is None:
+        return False
+    return re.sub(r"[-_.]+", "-", dist.name).lower() == _OWN_DISTRIBUTION
+
+
+def _entry_points(group: str, *, everything: bool = False) -> list[md.EntryPoint]:
+    found = list(md.entry_points(group=group))
+    if not everything and third_party_disabled():
+        found = [ep for ep in found if _built_in(ep)]
+    return sorted(found, key=lambda ep: ep.name)
 
 
 def discover(groups: tuple[str, ...] = GROUPS, *, load: bool = True) -> list[PluginInfo]:
@@ -80,6 +108,12 @@ def load_plugin(group: str, name: str) -> Any:
                     f"plugin {name!r} ({group})", f"failed to load: {type(exc).__name__}: {exc}"
                 ) from exc
     known = ", ".join(ep.name for ep in _entry_points(group)) or "none"
+    if any(ep.name == name for ep in _entry_points(group, everything=True)):
+        raise PluginLoadError(
+            f"plugin {name!r}",
+            f"is a third-party entry point of {group}, skipped because {DISABLE_ENV} is set "
+            f"(enabled: {known}); unset it to load the plugin",
+        )
     raise PluginLoadError(f"plugin {name!r}", f"no such entry point in {group} (known: {known})")
 
 
@@ -94,6 +128,8 @@ async def open_store(url: str) -> EventStore:
     if not sep or not scheme:
         raise UnknownStoreSchemeError(url, store_schemes())
     if scheme not in store_schemes():
+        if any(ep.name == scheme for ep in _entry_points("pubsub.stores", everything=True)):
+            load_plugin("pubsub.stores", scheme)  # raises: skipped by PUBSUB_DISABLE_PLUGINS
         raise UnknownStoreSchemeError(url, store_schemes())
     factory = cast(StoreFactory, load_plugin("pubsub.stores", scheme))
     return await factory(url)

@@ -2,14 +2,18 @@
 
 Publishes a few orders durably, lets a flaky handler fail into the dead-letter queue,
 then prints the log position of each event, the handlers' outcomes and the DLQ.
-Run it with ``python examples/quickstart.py [path/to/store.db]``.
+Run it with ``python examples/quickstart.py [path/to/store.db]``; the log is kept in
+``./quickstart.db`` by default (a second run appends three more orders), so that the
+``pubsub`` command can browse it afterwards::
+
+    .venv/bin/pubsub events list --db quickstart.db
+    .venv/bin/pubsub dlq list --db quickstart.db
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -63,11 +67,9 @@ async def main(path: Path) -> None:
         print(f"audit saw {len(audit)} events; the log holds {await store.last_seq()}")
     finally:
         await store.aclose()
+    shown = str(path) if path.is_absolute() or path.parent != Path() else path.name
+    print(f"the log is in {shown}: browse it with '.venv/bin/pubsub events list --db {shown}'")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        asyncio.run(main(Path(sys.argv[1])))
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            asyncio.run(main(Path(tmp) / "quickstart.db"))
+    asyncio.run(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("quickstart.db")))

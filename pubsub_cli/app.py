@@ -10,8 +10,10 @@ one line), 2 usage error (typer's, printed as one ``error:`` line and a ``try '.
 from __future__ import annotations
 
 import os
+import platform
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -21,8 +23,7 @@ from core.errors import PubSubError
 
 from . import __version__
 from .commands import bench, check, dlq, events, plugins, publish, replay, run, snapshot, stats
-from .context import CLIState, RootDbOption, RootStoreOption, state
-from .output import Output
+from .context import ID_MAX, CLIState, NoColorOption, RootDbOption, RootStoreOption, state
 from .settings import SettingsError
 from .usage import is_help_request, usage_lines
 
@@ -42,6 +43,54 @@ def _stdout_gone() -> NoReturn:
     sys.exit(0)
 
 
+def _tidy_param(param: Any) -> None:
+    if getattr(param, "max", None) == ID_MAX and hasattr(param, "_get_number_range_help_str"):
+        low = param.min
+        param._get_number_range_help_str = lambda low=low: None if low is None else f"x>={low}"
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        if param.metavar is None:
+            param.metavar = ""  # a flag takes no value: nothing to show
+        if getattr(param, "count", False):
+            param.show_default = False
+    descriptor = getattr(param, "type_descriptor", None)
+    choice = getattr(descriptor, "is_choice", False)
+    if getattr(param, "param_type_name", None) == "argument":
+        if not choice:  # typer would add <str> or <list[str]>: its name says it already
+            param.display_type_rich = lambda ctx: None
+        return
+    if param.metavar is None and descriptor is not None and descriptor.is_ranged:
+        param.metavar = "N" if descriptor.ranged_type_name == "int" else "NUMBER"
+    if param.metavar is None and not choice:
+        # typer would show the Python type (<str>, <list[str]>): name the value instead
+        longs = [o for o in param.opts if o.startswith("--")]
+        param.metavar = (longs[0] if longs else param.opts[0]).lstrip("-").upper()
+
+
+def _tidy_help(command: Any) -> None:
+    """What ``--help`` shows in the type column, made plain for every command: a flag
+    shows nothing there (typer would print ``<bool>``, and ``<int> [default: 0]`` for
+    ``-v``), a bounded number is ``N`` rather than ``<int range>``, and a range leaves out
+    the 64-bit bound that only guards the store's integers (``[x>=1]`` rather than
+    ``[1<=x<=9223372036854775807]``). Help only: parsing and range checks stay as
+    declared. Written against typer 0.29 (pinned in pyproject.toml; a test reads every
+    help screen)."""
+    for param in getattr(command, "params", ()):
+        _tidy_param(param)
+    original = getattr(command, "get_help_option", None)
+    if original is not None and not getattr(original, "_tidied", False):
+
+        def help_option(ctx: Any, original: Any = original) -> Any:
+            option = original(ctx)
+            if option is not None:
+                _tidy_param(option)
+            return option
+
+        help_option._tidied = True  # type: ignore[attr-defined]
+        command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _tidy_help(sub)
+
+
 class _PubSubGroup(TyperGroup):
     """The root group: catches the library's root error once, for every command, and
     prints usage errors as one line."""
@@ -55,6 +104,7 @@ class _PubSubGroup(TyperGroup):
         windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
+        _tidy_help(self)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         try:
@@ -112,9 +162,17 @@ app = typer.Typer(
 )
 
 
+def version_line() -> str:
+    """``pubsub X.Y.Z (Python A.B.C CPython, platform)``: what a bug report needs."""
+    return (
+        f"pubsub {__version__} (Python {platform.python_version()} "
+        f"{platform.python_implementation()}, {platform.platform(terse=True)})"
+    )
+
+
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"pubsub {__version__}")
+        typer.echo(version_line())
         raise typer.Exit()
 
 
@@ -122,7 +180,13 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     verbose: Annotated[
-        int, typer.Option("-v", "--verbose", count=True, help="Show tracebacks and more detail")
+        int,
+        typer.Option(
+            "-v",
+            "--verbose",
+            count=True,
+            help="Show the traceback with an error (-v and -vv alike)",
+        ),
     ] = 0,
     quiet: Annotated[
         bool, typer.Option("-q", "--quiet", help="Only results and errors: no notes on stderr")
@@ -133,18 +197,31 @@ def root(
             "--version", callback=_version, is_eager=True, help="Show the version and exit"
         ),
     ] = False,
+    no_color: NoColorOption = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="PUBSUB_CONFIG",
+            show_envvar=True,
+            metavar="FILE",
+            help="Read settings from this TOML file instead of the nearest pyproject.toml: "
+            "its \\[tool.pubsub] table, or top-level keys in a plain pubsub.toml",
+        ),
+    ] = None,
     db: RootDbOption = None,
     store: RootStoreOption = None,
 ) -> None:
     """Event-replay workbench for pubsub."""
     obj = state(ctx)
-    obj.verbose = verbose
-    obj.quiet = quiet and not verbose
+    obj.verbose = 0
+    obj.quiet = False
+    obj.set_output_flags(verbose=verbose, quiet=quiet, no_color=no_color)
     obj.db = db
     obj.store = store
+    obj.config = config
     obj.db_from_env = _from_env(ctx, "db")
     obj.store_from_env = _from_env(ctx, "store")
-    obj.output = Output(quiet=obj.quiet, verbose=verbose > 0)
 
 
 def _from_env(ctx: typer.Context, name: str) -> bool:

@@ -42,12 +42,15 @@ __all__ = [
     "DbOption",
     "Invocation",
     "JsonOption",
+    "NoColorOption",
     "PluginOption",
+    "QuietOption",
     "RootDbOption",
     "RootStoreOption",
     "SinceOption",
     "StoreOption",
     "UntilOption",
+    "VerboseOption",
     "open_store",
     "shared_options",
     "state",
@@ -142,7 +145,19 @@ class CLIState:
     store: str | None = None
     db_from_env: bool = False  # the root's db/store were read from PUBSUB_DB/PUBSUB_STORE
     store_from_env: bool = False
+    config: Path | None = None  # --config FILE, read instead of the nearest pyproject.toml
+    no_color: bool = False
     output: Output = field(default_factory=Output)
+
+    def set_output_flags(
+        self, *, verbose: int = 0, quiet: bool = False, no_color: bool = False
+    ) -> None:
+        """Add the output flags given before or after the command (``-v`` counts add
+        up) and remake the output they shape."""
+        self.verbose += verbose
+        self.quiet = (self.quiet or quiet) and not self.verbose
+        self.no_color = self.no_color or no_color
+        self.output = Output(quiet=self.quiet, verbose=self.verbose > 0, no_color=self.no_color)
 
     def settings(
         self,
@@ -162,6 +177,7 @@ class CLIState:
             group=group,
             app_dir=app_dir,
             graceful_timeout=graceful_timeout,
+            config=self.config,
         )
 
     def out(self, json_mode: bool = False) -> Output:
@@ -253,6 +269,25 @@ class Invocation:
         return self.with_store(on_store)
 
 
+VerboseOption = Annotated[
+    int,
+    typer.Option(
+        "-v", "--verbose", count=True, help="Show the traceback with an error (-v and -vv alike)"
+    ),
+]
+QuietOption = Annotated[
+    bool, typer.Option("-q", "--quiet", help="Only results and errors: no notes on stderr")
+]
+NoColorOption = Annotated[
+    bool, typer.Option("--no-color", help="No colour (as NO_COLOR=1 in the environment)")
+]
+# The output flags every command also accepts after its name (pubsub events list -v).
+_OUTPUT: dict[str, tuple[Any, Any]] = {
+    "verbose": (VerboseOption, 0),
+    "quiet": (QuietOption, False),
+    "no_color": (NoColorOption, False),
+}
+
 _SHARED: dict[str, tuple[Any, Any]] = {
     "app_dir": (AppDirOption, None),
     "json": (JsonOption, False),
@@ -280,7 +315,7 @@ def shared_options(
             p.replace(annotation=hints[p.name])
             for p in list(inspect.signature(fn).parameters.values())[1:]
         ]
-        clash = {p.name for p in own} & set(names)
+        clash = {p.name for p in own} & (set(names) | set(_OUTPUT))
         if clash:
             raise TypeError(f"{fn.__name__} declares shared option(s) {sorted(clash)}")
         params = [
@@ -295,10 +330,19 @@ def shared_options(
                 )
                 for n in names
             ),
+            *(
+                inspect.Parameter(
+                    n, inspect.Parameter.KEYWORD_ONLY, annotation=_OUTPUT[n][0], default=default
+                )
+                for n, (_, default) in _OUTPUT.items()
+            ),
         ]
 
         @functools.wraps(fn)
         def command(ctx: typer.Context, **options: Any) -> T:
+            flags = {n: options.pop(n) for n in _OUTPUT}
+            if any(flags.values()):
+                state(ctx).set_output_flags(**flags)
             shared = {n: options.pop(n) for n in names}
             json_mode = bool(shared.pop("json", False))
             run: Callable[..., T] = fn

@@ -25,7 +25,7 @@ import orjson
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["Output", "jsonable"]
+__all__ = ["Output", "TableStream", "jsonable"]
 
 Cell = object
 Progress = Callable[[int], None]
@@ -75,10 +75,12 @@ class Output:
         verbose: bool = False,
         stdout: TextIO | None = None,
         stderr: TextIO | None = None,
+        no_color: bool = False,
     ) -> None:
         self.json_mode = json_mode
         self.quiet = quiet
         self.verbose = verbose
+        self.no_color = no_color  # --no-color; NO_COLOR in the environment does the same
         self._stdout = stdout
         self._stderr = stderr
         self._out: Console | None = None
@@ -103,7 +105,7 @@ class Output:
                 self.quiet = True
                 raise BrokenPipeError
 
-        no_color = bool(os.environ.get("NO_COLOR"))
+        no_color = self.no_color or bool(os.environ.get("NO_COLOR"))
         # Piped output is read by people later (less, CI logs): do not wrap at 80.
         tty = getattr(stream, "isatty", lambda: False)()
         width = None if tty or os.environ.get("COLUMNS") else 120
@@ -143,6 +145,7 @@ class Output:
             verbose=self.verbose,
             stdout=stdout if stdout is not None else self._stdout,
             stderr=self._stderr,
+            no_color=self.no_color,
         )
 
     # -- plain messages (stderr) -------------------------------------------------------
@@ -231,6 +234,27 @@ class Output:
         if caption:
             self.out.print(caption, markup=False, highlight=False, soft_wrap=True)
 
+    def table_stream(
+        self,
+        columns: Sequence[str],
+        *,
+        title: str | None = None,
+        min_widths: Mapping[str, int] | None = None,
+    ) -> TableStream:
+        """A table printed chunk by chunk as its rows are read (see ``TableStream``)."""
+        return TableStream(self, columns, title=title, min_widths=min_widths)
+
+    def json_lines(self, documents: Sequence[Any]) -> None:
+        """Several JSON lines of a stream at once, with one write and one flush."""
+        if documents:
+            dumps = orjson.dumps
+            self.stdout.write(
+                "".join(
+                    dumps(jsonable(d), option=orjson.OPT_APPEND_NEWLINE).decode() for d in documents
+                )
+            )
+            self.stdout.flush()
+
     def fields(self, pairs: Sequence[tuple[str, Cell]], *, title: str | None = None) -> None:
         """A two-column table of names and values."""
         from rich import box
@@ -316,3 +340,78 @@ class Output:
         from rich.prompt import Confirm
 
         return Confirm.ask(question, console=self.err, default=False)
+
+
+class TableStream:
+    """A table whose rows are printed as they arrive, a chunk at a time, for listings too
+    long to hold in memory (a rich ``Table`` measures every row before it prints one).
+
+    The column widths are fixed by the first chunk: each column is as wide as its header,
+    its widest cell in that chunk and its ``min_widths`` entry, at most 40 characters; a
+    later, longer cell is cut with ``…`` (numbers are never cut). The last column is not
+    padded. A column whose cells in the first chunk are all numbers is right-aligned.
+    The layout follows ``Output.table``: a bold header, a rule, then the rows.
+    """
+
+    _MAX = 40
+
+    def __init__(
+        self,
+        output: Output,
+        columns: Sequence[str],
+        *,
+        title: str | None = None,
+        min_widths: Mapping[str, int] | None = None,
+    ) -> None:
+        self._output = output
+        self._columns = list(columns)
+        self._min = dict(min_widths or {})
+        self._widths: list[int] = []
+        self._right: list[bool] = []
+        self.rows = 0
+        if title:
+            output.out.print(title, markup=False, highlight=False, soft_wrap=True, style="bold")
+            output.stdout.write("\n")
+
+    def _start(self, rows: Sequence[Sequence[Cell]], cells: list[list[str]]) -> None:
+        for i, name in enumerate(self._columns):
+            widest = max((len(r[i]) for r in cells), default=0)
+            self._widths.append(min(max(len(name), widest, self._min.get(name, 0)), self._MAX))
+            self._right.append(
+                bool(rows)
+                and all(isinstance(r[i], int | float) and not isinstance(r[i], bool) for r in rows)
+            )
+        header = self._line(self._columns, header=True)
+        self._output.out.print(header, markup=False, highlight=False, soft_wrap=True, style="bold")
+        self._output.stdout.write(" " + "─" * max(len(header) - 1, 1) + "\n")
+
+    def _line(self, cells: Sequence[str], *, header: bool = False) -> str:
+        parts = []
+        last = len(cells) - 1
+        for i, (text, width) in enumerate(zip(cells, self._widths, strict=True)):
+            if i == last:
+                parts.append(text)
+                continue
+            if len(text) > width and not (self._right[i] and not header):
+                text = text[: width - 1] + "…"
+            parts.append(text.rjust(width) if self._right[i] else text.ljust(width))
+        return "  " + "   ".join(parts)
+
+    def add(self, rows: Sequence[Sequence[Cell]]) -> None:
+        """Print these rows now."""
+        cells = [[_fmt(c) for c in row] for row in rows]
+        if not self._widths:
+            self._start(rows, cells)
+        if cells:
+            self._output.stdout.write("".join(self._line(r) + "\n" for r in cells))
+            self._output.stdout.flush()
+        self.rows += len(cells)
+
+    def close(self, caption: str | None = None) -> None:
+        """End the table (printing its header when no row came) and its caption."""
+        if not self._widths:
+            self._start([], [])
+        if caption:
+            self._output.stdout.write("\n")
+            self._output.out.print(caption, markup=False, highlight=False, soft_wrap=True)
+        self._output.stdout.flush()

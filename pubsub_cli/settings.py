@@ -1,7 +1,7 @@
 """Settings: where each option of the command line comes from.
 
 A value resolves flag > environment variable (``PUBSUB_*``) > ``[tool.pubsub]`` in the
-nearest ``pyproject.toml`` > default. typer reads the flag and the environment (so
+nearest ``pyproject.toml`` (or the file ``--config FILE`` names instead) > default. typer reads the flag and the environment (so
 ``--help`` shows ``[env var: ...]``); this module adds the project file and the defaults,
 and turns the database path into a store URL.
 
@@ -30,6 +30,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "find_project_settings",
+    "read_config_file",
     "resolve_settings",
 ]
 
@@ -51,7 +52,7 @@ class Settings:
     group: str
     app_dir: Path | None
     graceful_timeout: float
-    # option -> "flag", "env", "pyproject.toml", "default" (or, for a store that a db of
+    # option -> "flag", "env", "pyproject.toml", "config", "default" (or, for a store that a db of
     # a higher source beat, "overridden by db")
     source: Mapping[str, str]
 
@@ -134,40 +135,70 @@ def find_project_settings(start: Path) -> tuple[dict[str, Any], Path | None]:
     return {}, None
 
 
-def _check_table(file: Path) -> dict[str, Any]:
+def _parse(file: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        return tomllib.loads(file.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
-        raise SettingsError(f"{file}: not UTF-8 text, so not a pyproject.toml") from None
+        raise SettingsError(f"{file}: not UTF-8 text, so not a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{file}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise SettingsError(f"{file}: cannot be read: {exc.strerror or exc}") from None
+
+
+def _check_table(file: Path) -> dict[str, Any]:
+    data = _parse(file)
     tool = data.get("tool", {})
     table = tool.get("pubsub", {}) if isinstance(tool, dict) else {}
     if not isinstance(table, dict):
         raise SettingsError(f"{file}: tool.pubsub must be a table, got {_kind(table)}")
+    return _check_keys(file, table, " [tool.pubsub]")
+
+
+def read_config_file(file: Path) -> dict[str, Any]:
+    """The checked settings of ``--config FILE``: a ``pyproject.toml``-style file (a
+    top-level ``tool`` table: its ``[tool.pubsub]`` table is read) or a plain
+    ``pubsub.toml`` whose top-level keys are the settings (``db = "x.db"``)."""
+    if not file.is_file():
+        problem = "is a folder" if file.is_dir() else "does not exist"
+        raise SettingsError(f"--config {str(file)!r} {problem}: pass a TOML file")
+    data = _parse(file)
+    if "tool" in data:
+        tool = data["tool"]
+        table = tool.get("pubsub") if isinstance(tool, dict) else None
+        if not isinstance(table, dict):
+            raise SettingsError(
+                f"{file}: has a [tool] table but no [tool.pubsub] table; put the settings "
+                "there, or at the top level of a plain pubsub.toml"
+            )
+        return _check_keys(file, table, " [tool.pubsub]")
+    return _check_keys(file, data, "")
+
+
+def _check_keys(file: Path, table: dict[str, Any], where: str) -> dict[str, Any]:
     checked: dict[str, Any] = {}
     for key, value in table.items():
         spelled = key.replace("_", "-")
         if spelled not in PROJECT_KEYS:
             raise SettingsError(
-                f"{file} [tool.pubsub]: unknown key {key!r}; known: {', '.join(PROJECT_KEYS)}"
+                f"{file}{where}: unknown key {key!r}; known: {', '.join(PROJECT_KEYS)}"
             )
         expected, check = PROJECT_KEYS[spelled]
         good = check(value)
         if good is None:
             raise SettingsError(
-                f"{file} [tool.pubsub] {key}: expected {expected}, got {_kind(value)} {value!r}"
+                f"{file}{where} {key}: expected {expected}, got {_kind(value)} {value!r}"
             )
         checked[spelled.replace("-", "_")] = good
     app_dir = checked.get("app_dir")
     if app_dir is not None and not (file.parent / app_dir).is_dir():
         raise SettingsError(
-            f"{file} [tool.pubsub] app-dir: {app_dir!r} is not a folder (relative to {file.parent})"
+            f"{file}{where} app-dir: {app_dir!r} is not a folder (relative to {file.parent})"
         )
     return checked
 
 
-_RANK = {"flag": 3, "env": 2, "pyproject.toml": 1, "default": 0}
+_RANK = {"flag": 3, "env": 2, "pyproject.toml": 1, "config": 1, "default": 0}
 
 
 def resolve_settings(
@@ -180,6 +211,7 @@ def resolve_settings(
     cwd: Path | None = None,
     db_from_env: bool = False,
     store_from_env: bool = False,
+    config: Path | None = None,
 ) -> Settings:
     """Resolve each option: the given value (flag or env, already merged by typer), else
     the project's ``[tool.pubsub]``, else the default. Relative paths from the project
@@ -189,9 +221,18 @@ def resolve_settings(
     comes from the higher source wins (``--db`` beats ``PUBSUB_STORE``, ``PUBSUB_DB``
     beats a project ``store``); from the same source, ``store`` wins. ``db_from_env``
     and ``store_from_env`` say that a given ``db``/``store`` was read from the
-    environment rather than from a flag."""
+    environment rather than from a flag.
+
+    With ``config`` (``--config FILE``) that file takes the place of the nearest
+    ``pyproject.toml``, which is then not read."""
     base = cwd if cwd is not None else Path.cwd()
-    project, project_file = find_project_settings(base)
+    project_file: Path | None
+    if config is not None:
+        file = config if config.is_absolute() else base / config
+        project, project_file, label = read_config_file(file), file, "config"
+    else:
+        project, project_file = find_project_settings(base)
+        label = "pyproject.toml"
     given: dict[str, Any] = {
         "db": db,
         "store": store,
@@ -206,7 +247,7 @@ def resolve_settings(
         if value is not None:
             values[key], source[key] = value, "env" if from_env.get(key) else "flag"
         elif key in project:
-            values[key], source[key] = project[key], "pyproject.toml"
+            values[key], source[key] = project[key], label
             if key in ("db", "app_dir") and project_file is not None:
                 values[key] = project_file.parent / str(project[key])
         else:

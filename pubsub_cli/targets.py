@@ -2,8 +2,9 @@
 
 A TARGET is a file path (``handlers.py``), a dotted module (``myapp.handlers``) or either
 of them with ``:attribute``. Without an attribute every module-level ``Router`` and
-``EventBus`` is taken; with one, that object (a Router, an EventBus, or a zero-argument
-callable returning one). ``--app-dir`` is put first on ``sys.path``; ``--plugin NAME``
+``EventBus`` is taken; with one, that object: a Router, an EventBus, a list or tuple of
+them, or a function taking no arguments that returns one of those. Nothing else is
+called: ``orders.py:OrderPlaced`` (an event class) is refused, saying what it is. ``--app-dir`` is put first on ``sys.path``; ``--plugin NAME``
 loads routers from the ``pubsub.handlers`` entry points. Every failure is a
 ``PluginLoadError`` whose one-line message names the file and the problem (with the line
 number of a syntax error or of the failing line).
@@ -11,8 +12,10 @@ number of a syntax error or of the failing line).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
+import inspect
 import sys
 import traceback
 from collections.abc import Sequence
@@ -139,7 +142,9 @@ def _import(target: str, spec: str) -> ModuleType:
     return _import_dotted(target, spec)
 
 
-def _collect(target: str, obj: object, found: LoadedTargets, *, explicit: bool) -> bool:
+def _collect(target: str, obj: object, found: LoadedTargets) -> bool:
+    """Add ``obj`` when it is a Router or an EventBus, or every Router and EventBus a
+    module holds at its top level; whether anything was added."""
     if isinstance(obj, Router):
         found.routers.append((target, obj))
         return True
@@ -150,15 +155,72 @@ def _collect(target: str, obj: object, found: LoadedTargets, *, explicit: bool) 
         hits = False
         for value in list(vars(obj).values()):
             if isinstance(value, Router) or _is_bus(value):
-                hits |= _collect(target, value, found, explicit=False)
+                hits |= _collect(target, value, found)
         return hits
-    if explicit and callable(obj):
+    return False
+
+
+_EXPECTED = (
+    "expected a Router, an EventBus, a list or tuple of them, or a function taking no "
+    "arguments that returns one"
+)
+
+
+def _describe(obj: object) -> str:
+    """What a TARGET's attribute is, in a few words for an error message."""
+    if isinstance(obj, type):
+        from core.events import Event
+
+        kind = "an event class" if issubclass(obj, Event) else "a class"
+        return f"{kind} ({obj.__module__}.{obj.__qualname__})"
+    if inspect.isroutine(obj):
+        return f"a function ({getattr(obj, '__qualname__', obj)!r})"
+    text, name = repr(obj), type(obj).__name__
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return f"{article} {name} ({text if len(text) <= 40 else text[:39] + '…'})"
+
+
+def _takes_no_arguments(fn: object) -> bool:
+    try:
+        inspect.signature(fn).bind()  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    except ValueError:  # no signature to inspect (some built-ins): do not call it
+        return False
+    return True
+
+
+def _collect_attribute(target: str, attr: str, obj: object, found: LoadedTargets) -> None:
+    """``TARGET:attr``: a Router or an EventBus, a list or tuple of them, or a function
+    taking no arguments that returns one of those. Anything else (an event class, a
+    function that needs arguments, a number...) is refused without being called."""
+    if _collect_one_or_many(target, obj, found):
+        return
+    if inspect.isroutine(obj) or isinstance(obj, functools.partial):
+        if not _takes_no_arguments(obj):
+            raise PluginLoadError(
+                target, f"{attr!r} is {_describe(obj)} that needs arguments; {_EXPECTED}"
+            )
         try:
             made = obj()
         except Exception as exc:
             raise _exec_failure(target, exc, None) from exc
-        return _collect(target, made, found, explicit=False)
-    return False
+        if _collect_one_or_many(target, made, found):
+            return
+        raise PluginLoadError(target, f"{attr}() returned {_describe(made)}; {_EXPECTED}")
+    raise PluginLoadError(target, f"{attr!r} is {_describe(obj)}; {_EXPECTED}")
+
+
+def _collect_one_or_many(target: str, obj: object, found: LoadedTargets) -> bool:
+    if isinstance(obj, ModuleType):
+        return False  # a submodule named as attribute: take it like a module TARGET
+    if isinstance(obj, list | tuple):
+        if obj and all(isinstance(o, Router) or _is_bus(o) for o in obj):
+            for o in obj:
+                _collect(target, o, found)
+            return True
+        return False
+    return _collect(target, obj, found)
 
 
 def load_targets(
@@ -186,11 +248,12 @@ def load_targets(
                     raise PluginLoadError(
                         target, f"module {module.__name__!r} has no attribute {attr!r}"
                     ) from None
-            if not _collect(target, obj, found, explicit=True):
-                raise PluginLoadError(
-                    target, f"{attr!r} is a {type(obj).__name__}, not a Router or an EventBus"
-                )
-        elif not _collect(target, module, found, explicit=False) and require_routers:
+            if isinstance(obj, ModuleType):
+                if not _collect(target, obj, found) and require_routers:
+                    raise PluginLoadError(target, f"module {attr!r} defines no Router or EventBus")
+            else:
+                _collect_attribute(target, attr, obj, found)
+        elif not _collect(target, module, found) and require_routers:
             raise PluginLoadError(
                 target,
                 "defines no Router or EventBus at module level; add 'router = Router()' "
@@ -203,10 +266,13 @@ def load_targets(
 
 def _collect_plugin(name: str, found: LoadedTargets) -> None:
     obj = load_plugin("pubsub.handlers", name)
-    if not _collect(f"plugin {name}", obj, found, explicit=True):
+    if _collect_one_or_many(f"plugin {name}", obj, found):
+        return
+    if not inspect.isroutine(obj):
         raise PluginLoadError(
             f"plugin {name!r}", f"entry point gave a {type(obj).__name__}, not a Router"
         )
+    _collect_attribute(f"plugin {name}", name, obj, found)
 
 
 def check_handlers_plugin(name: str) -> str | None:

@@ -1,7 +1,9 @@
 """Times: what ``--since`` and ``--until`` accept.
 
-ISO-8601 with or without a time zone (a naive time is local time) and relative
-durations counted back from now (``45s``, ``10m``, ``2h``, ``7d``). Everything comes back
+ISO-8601 with or without a time zone (a naive time is local time), relative durations
+counted back from now (``45s``, ``10m``, ``2h``, ``7d``, and combinations such as
+``1h30m`` or ``2d12h``), and Unix epoch seconds (``1764547200``, ``1764547200.5``,
+``@0``; a bare number needs 9 digits or more, so that ``2024`` is not read as 1970). Everything comes back
 as an aware UTC datetime; anything else is a ``TimeParseError`` that lists the accepted
 forms, which the command line turns into a usage error (exit 2).
 """
@@ -13,9 +15,17 @@ from datetime import UTC, datetime, timedelta
 
 __all__ = ["ACCEPTED_FORMS", "TimeParseError", "parse_time", "time_option", "time_range"]
 
-ACCEPTED_FORMS = "ISO-8601 (2026-11-27T10:00, +02:00 or Z; naive = local) or 45s/10m/2h/7d"
+ACCEPTED_FORMS = (
+    "ISO-8601 (2026-11-27T10:00, +02:00 or Z; naive = local), 45s/10m/2h/7d or "
+    "combined 1h30m, or epoch seconds (1764547200 or @1764547200)"
+)
 
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$", re.IGNORECASE)
+_PART = r"(\d+(?:\.\d+)?)\s*([smhd])"
+_RELATIVE = re.compile(rf"^\s*(?:{_PART}\s*)+$", re.IGNORECASE)
+_PARTS = re.compile(_PART, re.IGNORECASE)
+# Epoch seconds: @N (as GNU date writes it), or a bare number of at least 9 digits (from
+# 1973 on), so that a year such as "2024" is not read as 33 minutes past 1970.
+_EPOCH = re.compile(r"^\s*(?:@\s*\d+|\d{9,})(?:\.\d+)?\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -34,16 +44,19 @@ def parse_time(text: str, *, now: datetime | None = None) -> datetime:
         return _parse(text, now)
     except TimeParseError:
         raise
-    except (OverflowError, ValueError):  # 99999999999d, 0001-01-01 east of UTC, ...
+    except (OverflowError, OSError, ValueError):  # 99999999999d, 0001-01-01 east of UTC, ...
         raise TimeParseError(text, "is out of the range of dates (years 1 to 9999)") from None
 
 
 def _parse(text: str, now: datetime | None) -> datetime:
-    match = _RELATIVE.match(text)
-    if match:
-        amount, unit = float(match.group(1)), match.group(2).lower()
+    if _RELATIVE.match(text):
+        back = timedelta()
+        for amount, unit in _PARTS.findall(text):
+            back += timedelta(**{_UNITS[unit.lower()]: float(amount)})
         current = now if now is not None else datetime.now(UTC)
-        return (current - timedelta(**{_UNITS[unit]: amount})).astimezone(UTC)
+        return (current - back).astimezone(UTC)
+    if _EPOCH.match(text):  # a bare number: seconds since 1970-01-01 UTC
+        return datetime.fromtimestamp(float(text.strip().lstrip("@")), UTC)
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -83,7 +96,7 @@ def time_range(since: str | None, until: str | None) -> tuple[datetime | None, d
 
 
 SINCE_HELP = (
-    "Only events appended at or after this time: 45s, 10m, 2h, 7d ago, or ISO-8601 "
-    "(a time without a zone is local time)"
+    "Only events appended at or after this time: 45s, 10m, 2h, 7d or 1h30m ago, "
+    "ISO-8601 (a time without a zone is local time) or epoch seconds"
 )
 UNTIL_HELP = "Only events appended at or before this time (same forms as --since)"

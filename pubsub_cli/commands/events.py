@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 from uuid import UUID
 
 import typer
 
-from core.errors import StoreError
+from core.errors import ChecksumMismatchError, StoreError
 from core.store import EventStore, StoredEvent
 from pubsub_cli.context import (
     ID_MAX,
@@ -21,7 +22,7 @@ from pubsub_cli.context import (
     open_store,
     shared_options,
 )
-from pubsub_cli.output import Output
+from pubsub_cli.output import Output, TableStream
 from pubsub_cli.records import EVENT_COLUMNS, event_dict, event_row
 from pubsub_cli.times import time_range
 
@@ -31,6 +32,74 @@ TypeOption = Annotated[
     list[str] | None,
     typer.Option("--type", "-t", help="Only this event type (repeatable)", metavar="TYPE"),
 ]
+
+
+DEFAULT_LIMIT = 100
+_CHUNK = 500  # rows printed per write: memory stays bounded whatever the log's size
+_CORRUPT = "corrupt: its payload does not match the stored checksum"
+
+
+@dataclass(slots=True)
+class _Listing:
+    """What ``events list`` has printed so far, and how it prints the next rows."""
+
+    out: Output
+    table: TableStream | None
+    pending: list[StoredEvent | ChecksumMismatchError] = field(default_factory=list)
+    shown: int = 0
+    corrupt: list[int] = field(default_factory=list)
+
+    def add(self, item: StoredEvent | ChecksumMismatchError) -> None:
+        self.pending.append(item)
+        self.shown += 1
+        if isinstance(item, ChecksumMismatchError):
+            self.corrupt.append(item.seq)
+        if len(self.pending) >= _CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        items, self.pending = self.pending, []
+        if self.table is None:
+            self.out.json_lines([_json_item(i) for i in items])
+        else:
+            self.table.add([_row_item(i) for i in items])
+
+
+def _json_item(item: StoredEvent | ChecksumMismatchError) -> dict[str, Any]:
+    if isinstance(item, ChecksumMismatchError):
+        return {"seq": item.seq, "type": item.type_name, "error": _CORRUPT}
+    return event_dict(item)
+
+
+def _row_item(item: StoredEvent | ChecksumMismatchError) -> tuple[object, ...]:
+    if isinstance(item, ChecksumMismatchError):
+        return (
+            item.seq,
+            item.type_name,
+            None,
+            None,
+            "CORRUPT: payload does not match its checksum",
+        )
+    return event_row(item)
+
+
+async def _matching(
+    store: EventStore,
+    *,
+    from_seq: int,
+    to_seq: int | None,
+    timed: bool,
+    types: list[str] | None,
+) -> int | None:
+    """How many events the filters select, when the store can say so cheaply (sequence
+    numbers are gap-free; a type filter over the whole log is a count); else None."""
+    if timed:
+        return None
+    if types:
+        return await store.count(types=types) if from_seq == 1 and to_seq is None else None
+    last = await store.last_seq()
+    high = last if to_seq is None else min(last, to_seq)
+    return max(0, high - from_seq + 1)
 
 
 @app.command("list")
@@ -43,39 +112,103 @@ def list_events(
     from_seq: Annotated[
         int, typer.Option("--from-seq", min=1, max=ID_MAX, help="First sequence number")
     ] = 1,
+    to_seq: Annotated[
+        int | None,
+        typer.Option("--to-seq", min=1, max=ID_MAX, help="Last sequence number", metavar="N"),
+    ] = None,
     limit: Annotated[
-        int,
-        typer.Option("--limit", "-n", min=0, max=ID_MAX, help="At most this many events (0: all)"),
-    ] = 100,
+        int | None,
+        typer.Option(
+            "--limit",
+            "-n",
+            min=0,
+            max=ID_MAX,
+            help=f"At most this many events (0: all) \\[default: {DEFAULT_LIMIT}]",
+            metavar="N",
+        ),
+    ] = None,
 ) -> None:
-    """List stored events in sequence order (JSON lines with --json)."""
+    """List stored events in sequence order (JSON lines with --json), printed as they
+    are read. A corrupt record is listed with an error (exit code still 0)."""
     out = inv.out
     since_at, until_at = time_range(since, until)
+    if to_seq is not None and to_seq < from_seq:
+        raise typer.BadParameter(
+            f"{to_seq} is before --from-seq {from_seq}: the range is inverted",
+            param_hint="'--to-seq'",
+        )
+    wanted = DEFAULT_LIMIT if limit is None else limit  # 0: all
+    url = inv.settings.store_url
 
-    async def go(s: EventStore) -> list[StoredEvent]:
-        return [
-            r
-            async for r in s.read(
-                from_seq=from_seq,
+    async def go(s: EventStore) -> tuple[_Listing, bool, int | None]:
+        table = None
+        if not inv.json:
+            last = await s.last_seq() if to_seq is None else to_seq
+            if wanted:
+                last = min(last, from_seq + wanted - 1)
+            table = out.table_stream(
+                EVENT_COLUMNS,
+                title=f"events in {url}",
+                min_widths={"seq": len(f"{last:,}"), "appended": 19, "id": 12},
+            )
+        listing = _Listing(out, table)
+        start, more = from_seq, False
+        while True:
+            # One more than asked for, to tell whether the limit cut the listing.
+            left = None if not wanted else wanted - listing.shown + 1
+            reader = s.read(
+                from_seq=start,
+                to_seq=to_seq,
                 since=since_at,
                 until=until_at,
                 types=types or None,
-                limit=limit or None,
+                limit=left,
             )
-        ]
+            try:
+                try:
+                    async for r in reader:
+                        if wanted and listing.shown == wanted:
+                            more = True
+                            break
+                        listing.add(r)
+                        start = r.seq + 1
+                finally:  # stopped early: let the store drop its read-ahead now
+                    aclose = getattr(reader, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+                break
+            except ChecksumMismatchError as exc:  # the rest of the log is still readable
+                if wanted and listing.shown == wanted:
+                    more = True
+                    break
+                listing.add(exc)
+                start = exc.seq + 1
+        listing.flush()
+        total = None
+        if more and limit is None:
+            timed = since_at is not None or until_at is not None
+            total = await _matching(
+                s, from_seq=from_seq, to_seq=to_seq, timed=timed, types=types or None
+            )
+        return listing, more, total
 
-    records = inv.with_store(go)
-    if inv.json:
-        for r in records:
-            out.json_line(event_dict(r))
-        return
-    out.table(
-        EVENT_COLUMNS,
-        [event_row(r) for r in records],
-        title=f"events in {inv.settings.store_url}",
-        caption=f"{len(records)} event(s)"
-        + (f" (--limit {limit})" if len(records) == limit else ""),
-    )
+    listing, more, total = inv.with_store(go)
+    if listing.table is not None:
+        caption = f"{listing.shown:,} event(s)"
+        if more or (limit and listing.shown == limit):
+            caption += f" (--limit {wanted})"
+        listing.table.close(caption)
+    if listing.corrupt:
+        seqs = ", ".join(map(str, listing.corrupt[:10])) + (
+            " ..." if len(listing.corrupt) > 10 else ""
+        )
+        out.warn(
+            f"{len(listing.corrupt)} corrupt record(s) listed with an error (seq {seqs}); "
+            "'pubsub check' verifies the whole log"
+        )
+    if more and limit is None:
+        of = f" of {total:,}" if total is not None else " matching"
+        out.note(f"showing the first {wanted}{of} events; pass --limit 0 for all (or --limit N)")
 
 
 async def _follow(
@@ -89,12 +222,21 @@ async def _follow(
 ) -> None:
     after = start
     while not stop.is_set():
-        async for r in store.read(from_seq=after + 1, types=types):
-            after = r.seq
+        try:
+            async for r in store.read(from_seq=after + 1, types=types):
+                after = r.seq
+                if out.json_mode:
+                    out.json_line(event_dict(r))
+                else:
+                    _tail_line(out, r)
+        except ChecksumMismatchError as exc:  # flagged as in events list; go on after it
+            after = exc.seq
             if out.json_mode:
-                out.json_line(event_dict(r))
+                out.json_line(_json_item(exc))
             else:
-                _tail_line(out, r)
+                out.line(f"{exc.seq}\t-\t{exc.type_name}\t-\tCORRUPT: {_CORRUPT}")
+            out.warn(f"event seq {exc.seq} is corrupt (its payload fails its checksum)")
+            continue
         if types:  # skipped types still move the cursor
             after = max(after, await store.last_seq())
         with contextlib.suppress(TimeoutError):
@@ -153,31 +295,83 @@ async def _descendants(store: EventStore, record: StoredEvent, depth: int) -> li
     ]
 
 
-def _event_key(ref: str) -> int | UUID:
-    """SEQ|ID as a sequence number or an event id; anything else is a usage error."""
+_HEX = frozenset("0123456789abcdef")
+_SHORT_MIN = 4  # hex digits a short id needs: fewer would match half the log
+
+
+def _short_id(ref: str) -> str | None:
+    """``ref`` as a fragment of an event id's hex digits (dashes and case ignored), when
+    it can be one."""
+    digits = ref.strip().lower().replace("-", "")
+    if _SHORT_MIN <= len(digits) < 32 and set(digits) <= _HEX:
+        return digits
+    return None
+
+
+def _event_key(ref: str) -> int | UUID | str:
+    """SEQ|ID as a sequence number, an event id, or the short id ``events list`` prints
+    (the last 12 hex digits; any unique start or end of the id's digits works); anything
+    else is a usage error."""
     try:
         seq = int(ref)
     except ValueError:
-        try:
-            return UUID(ref)
-        except ValueError:
-            raise typer.BadParameter(
-                f"{ref!r} is neither a sequence number nor an event id (UUID)",
-                param_hint="'SEQ|ID'",
-            ) from None
-    if not 1 <= seq <= ID_MAX:
+        pass
+    else:
+        if 1 <= seq <= ID_MAX:
+            return seq
         raise typer.BadParameter(
             f"{ref!r} is not a sequence number: they run from 1 to {ID_MAX}",
             param_hint="'SEQ|ID'",
         )
-    return seq
+    try:
+        return UUID(ref)
+    except ValueError:
+        short = _short_id(ref)
+        if short is None:
+            raise typer.BadParameter(
+                f"{ref!r} is neither a sequence number, an event id (UUID) nor a short id "
+                f"(at least {_SHORT_MIN} hex digits of one, as 'events list' shows)",
+                param_hint="'SEQ|ID'",
+            ) from None
+        return short
+
+
+async def _by_short_id(store: EventStore, short: str, ref: str) -> StoredEvent | None:
+    """The one event whose id's hex digits end (or start) with ``short``; a fragment
+    that fits several is an error listing them. Reads the log's ids once."""
+    found: list[StoredEvent] = []
+    start = 1
+    while True:
+        try:
+            async for r in store.read(from_seq=start):
+                start = r.seq + 1
+                digits = r.event_id.hex
+                if digits.endswith(short) or digits.startswith(short):
+                    found.append(r)
+            break
+        except ChecksumMismatchError as exc:  # its id cannot be trusted: skip it
+            start = exc.seq + 1
+    if len(found) > 1:
+        shown = ", ".join(f"#{r.seq} {r.event_id}" for r in found[:5])
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        raise StoreError(
+            f"short id {ref!r} is ambiguous: it fits {len(found)} events ({shown}{more}); "
+            "give more digits, the full id or the sequence number"
+        )
+    return found[0] if found else None
 
 
 @app.command("show")
 @shared_options()
 def show(
     inv: Invocation,
-    ref: Annotated[str, typer.Argument(metavar="SEQ|ID", help="Sequence number or event id")],
+    ref: Annotated[
+        str,
+        typer.Argument(
+            metavar="SEQ|ID",
+            help="Sequence number, event id, or the short id 'events list' shows",
+        ),
+    ],
     depth: Annotated[int, typer.Option("--depth", min=1, help="How deep to follow effects")] = 20,
 ) -> None:
     """Show one event, its payload and its causal chain (causes and effects)."""
@@ -185,7 +379,15 @@ def show(
     key = _event_key(ref)
 
     async def go(s: EventStore) -> tuple[StoredEvent, list[StoredEvent], list[Any]]:
-        record = await (s.get(key) if isinstance(key, int) else s.get_by_id(key))
+        if isinstance(key, int):
+            record = await s.get(key)
+            short = _short_id(ref)
+            if record is None and short is not None:  # all digits: a short id, maybe
+                record = await _by_short_id(s, short, ref)
+        elif isinstance(key, UUID):
+            record = await s.get_by_id(key)
+        else:
+            record = await _by_short_id(s, key, ref)
         if record is None:
             raise StoreError(
                 f"no event {ref} in {inv.settings.store_url}: see 'pubsub events list'"

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from core.entrypoints import GROUPS, PluginInfo, discover
+from core.entrypoints import DISABLE_ENV, GROUPS, PluginInfo, discover, third_party_disabled
 from pubsub_cli.context import Invocation, shared_options
 from pubsub_cli.targets import check_handlers_plugin
 
@@ -41,6 +41,8 @@ def list_plugins(
             f"unknown group {unknown[0]!r}; known: {', '.join(GROUPS)}", param_hint="'--group'"
         )
     found = [_checked(p) for p in discover(groups)]
+    if third_party_disabled():
+        out.note(f"third-party plugins are skipped: {DISABLE_ENV} is set")
     if inv.json:
         out.json(
             {

@@ -102,7 +102,8 @@ class TestShow:
         """Something that is neither a number nor a UUID is a usage error."""
         r = filled("events", "show", "abc")
         assert r.usage_error("pubsub events show") == (
-            "error: SEQ|ID: 'abc' is neither a sequence number nor an event id (UUID)"
+            "error: SEQ|ID: 'abc' is neither a sequence number, an event id (UUID) nor a "
+            "short id (at least 4 hex digits of one, as 'events list' shows)"
         )
 
     @pytest.mark.parametrize("ref", ["0", "-1", "99999999999999999999999"])
@@ -112,6 +113,46 @@ class TestShow:
         assert r.usage_error("pubsub events show") == (
             f"error: SEQ|ID: {ref!r} is not a sequence number: they run from 1 to {2**63 - 1}"
         )
+
+
+class TestShortId:
+    """events show takes the short id events list prints, or any unique fragment."""
+
+    def ids(self, cli: CLI) -> list[str]:
+        return [str(row["id"]) for row in cli("events", "list", "--json").json_lines()]  # type: ignore[index]
+
+    def test_the_short_id_of_the_table(self, filled: CLI) -> None:
+        """The 12 digits events list shows find that event."""
+        ids = self.ids(filled)
+        short = ids[2].replace("-", "")[-12:]
+        assert short in filled("events", "list").stdout
+        r = filled("events", "show", short, "--json")
+        assert r.exit_code == 0, r.stderr
+        assert r.json()["event"]["seq"] == 3  # type: ignore[index]
+
+    def test_a_unique_start(self, filled: CLI) -> None:
+        """The first digits of the full id work too, with or without dashes."""
+        ids = self.ids(filled)
+        r = filled("events", "show", ids[1][:23].upper(), "--json")
+        assert r.json()["event"]["id"] == ids[1]  # type: ignore[index]
+
+    def test_ambiguous_lists_candidates(self, filled: CLI) -> None:
+        """A fragment that fits several events is one error line naming them, exit 1."""
+        ids = self.ids(filled)
+        common = ids[0][:8]  # time-ordered ids made together share their start
+        assert all(i.startswith(common) for i in ids)
+        r = filled("events", "show", common)
+        assert r.exit_code == 1
+        line = r.error_line
+        assert f"short id {common!r} is ambiguous: it fits 4 events" in line
+        for n, full in enumerate(ids, start=1):
+            assert f"#{n} {full}" in line
+
+    def test_no_match(self, filled: CLI) -> None:
+        """A well-formed fragment that fits nothing is 'no event', exit 1."""
+        r = filled("events", "show", "ffffffffffff")
+        assert r.exit_code == 1
+        assert "no event ffffffffffff" in r.error_line
 
 
 class TestClosedPipe:

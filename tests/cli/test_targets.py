@@ -195,3 +195,83 @@ class TestReachedTwice:
         r = cli("run", str(path), "--once")
         assert r.exit_code == 1
         assert "two different handlers are named" in r.error_line
+
+
+EVENTS_ONLY = """
+from dataclasses import dataclass
+from core import Event, Router
+
+@dataclass(frozen=True, slots=True)
+class {name}Placed(Event, type_name="{name}Placed"):
+    order_id: str
+
+router = Router()
+second = Router()
+both = [router, second]
+limit = 5
+
+def needs(x):
+    return router
+
+def gives_number():
+    return 3
+
+def boom():
+    raise RuntimeError("factory failed")
+"""
+
+
+@pytest.mark.usefixtures("isolated_imports")
+class TestAttributeKinds:
+    """TARGET:attribute takes a Router, an EventBus, a list of them or a factory, and
+    names anything else without calling it."""
+
+    def module(self, tmp_path: Path, name: str) -> Path:
+        return write(tmp_path, f"tg_{name.lower()}", EVENTS_ONLY.format(name=name))
+
+    def test_event_class_is_refused_without_being_called(self, tmp_path: Path) -> None:
+        """An event class is named as such; nothing tries to construct it."""
+        path = self.module(tmp_path, "Cls")
+        with pytest.raises(PluginLoadError) as info:
+            load_targets([f"{path}:ClsPlaced"])
+        message = str(info.value)
+        assert "'ClsPlaced' is an event class (tg_cls.ClsPlaced)" in message
+        assert "expected a Router, an EventBus" in message
+        assert "missing" not in message  # no TypeError from calling the class
+
+    @pytest.mark.parametrize(
+        ("attr", "expected"),
+        [
+            pytest.param("limit", "'limit' is an int (5)", id="number"),
+            pytest.param("needs", "is a function ('needs') that needs arguments", id="args"),
+            pytest.param("gives_number", "gives_number() returned an int (3)", id="returns-int"),
+        ],
+    )
+    def test_other_attributes_say_what_they_are(
+        self, tmp_path: Path, attr: str, expected: str
+    ) -> None:
+        """The one-line error says what the attribute is and what is expected."""
+        path = self.module(tmp_path, f"Other{attr.title().replace('_', '')}")
+        with pytest.raises(PluginLoadError) as info:
+            load_targets([f"{path}:{attr}"])
+        assert expected in str(info.value)
+        assert "expected a Router" in str(info.value)
+
+    def test_failing_factory_points_at_the_users_line(self, tmp_path: Path) -> None:
+        """A factory that raises is reported at its own line, not in pubsub's source."""
+        path = self.module(tmp_path, "Boom")
+        with pytest.raises(PluginLoadError, match=r"tg_boom.py:\d+: RuntimeError: factory failed"):
+            load_targets([f"{path}:boom"])
+
+    def test_list_of_routers(self, tmp_path: Path) -> None:
+        """A list of routers contributes each of them."""
+        path = self.module(tmp_path, "Both")
+        assert len(load_targets([f"{path}:both"]).routers) == 2
+
+    def test_cli_one_line_exit_1(self, cli: CLI, tmp_path: Path) -> None:
+        """Through the command line it is one line, exit 1, no traceback."""
+        path = self.module(tmp_path, "Cli")
+        r = cli("run", f"{path}:CliPlaced", "--once")
+        assert r.exit_code == 1
+        assert "is an event class" in r.error_line
+        assert "Traceback" not in r.stderr

@@ -80,3 +80,45 @@ class TestRejected:
         with pytest.raises(TimeParseError, match="out of the range of dates") as info:
             parse_time(text, now=NOW)
         assert ACCEPTED_FORMS in str(info.value)
+
+
+class TestCombinedAndEpoch:
+    """Durations combine units (1h30m) and a time can be given as epoch seconds."""
+
+    @pytest.mark.parametrize(
+        ("text", "delta"),
+        [
+            pytest.param("1h30m", timedelta(hours=1, minutes=30), id="1h30m"),
+            pytest.param("2d12h", timedelta(days=2, hours=12), id="2d12h"),
+            pytest.param("1h 30m 15s", timedelta(hours=1, minutes=30, seconds=15), id="spaced"),
+            pytest.param("1H30M", timedelta(hours=1, minutes=30), id="upper"),
+        ],
+    )
+    def test_combined_durations(self, text: str, delta: timedelta) -> None:
+        """Each part counts back from now."""
+        assert parse_time(text, now=NOW) == NOW - delta
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            pytest.param("1764547200", datetime(2025, 12, 1, tzinfo=UTC), id="bare"),
+            pytest.param(
+                "1764547200.25", datetime(2025, 12, 1, 0, 0, 0, 250000, tzinfo=UTC), id="fraction"
+            ),
+            pytest.param("@0", datetime(1970, 1, 1, tzinfo=UTC), id="at-zero"),
+        ],
+    )
+    def test_epoch_seconds(self, text: str, expected: datetime) -> None:
+        """Seconds since 1970-01-01 UTC."""
+        assert parse_time(text, now=NOW) == expected
+
+    @pytest.mark.parametrize("text", ["2024", "1h30", "h30m", "1.5.5h"])
+    def test_still_refused(self, text: str) -> None:
+        """A short bare number (a year?) and half-written durations are not guessed at."""
+        with pytest.raises(TimeParseError, match="is not a time"):
+            parse_time(text, now=NOW)
+
+    def test_epoch_out_of_range(self) -> None:
+        """Milliseconds by mistake land past year 9999: refused, not a crash."""
+        with pytest.raises(TimeParseError, match="out of the range of dates"):
+            parse_time("99999999999999999", now=NOW)

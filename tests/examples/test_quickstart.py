@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class TestQuickstart:
+    """The quick start's script, with a path and without one."""
+
     def test_runs_and_dead_letters_the_declined_order(self, tmp_path: Path) -> None:
         """The script commits three events, dead-letters the large order and keeps the file."""
         db = tmp_path / "demo.db"
@@ -25,5 +28,37 @@ class TestQuickstart:
         assert lines[0].startswith("seq 1: o-1 9.90 -> audit_log=ok, charge_card=ok")
         assert "charge_card=failed" in lines[1]
         assert any(line.startswith("dead letter 1: seq 2") for line in lines)
-        assert lines[-1] == "audit saw 3 events; the log holds 3"
+        assert lines[-2] == "audit saw 3 events; the log holds 3"
+        assert lines[-1] == (
+            f"the log is in {db}: browse it with '.venv/bin/pubsub events list --db {db}'"
+        )
         assert db.exists()
+
+    def test_readme_path_to_the_log(self, tmp_path: Path) -> None:
+        """As the README says: run from the clone with no argument, the log stays in
+        ./quickstart.db and 'pubsub events list --db quickstart.db' shows its events."""
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines()[-1] == (
+            "the log is in quickstart.db: browse it with "
+            "'.venv/bin/pubsub events list --db quickstart.db'"
+        )
+        listing = subprocess.run(
+            [sys.executable, "-m", "pubsub_cli", "events", "list", "--db", "quickstart.db"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "120"},
+        )
+        assert listing.returncode == 0, listing.stderr
+        assert listing.stdout.count("quickstart.OrderPlaced") == 3
+        assert "3 event(s)" in listing.stdout
