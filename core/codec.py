@@ -36,7 +36,7 @@ from uuid import UUID, SafeUUID
 import orjson
 
 from .errors import EventDecodeError, EventDefinitionError, EventEncodeError
-from .events import Event, EventRegistry, default_registry
+from .events import Event, EventRegistry, default_registry, slot_setter
 
 __all__ = ["decode", "decode_as", "encode", "from_dict", "to_dict"]
 
@@ -364,11 +364,14 @@ def _direct_setters(cls: type, names: list[str]) -> list[tuple[str, Any]] | None
     def owner(name: str) -> type:
         return next(k for k in cls.__mro__ if name in k.__dict__)
 
-    code = getattr(owner("__init__").__dict__["__init__"], "__code__", None)
+    init = owner("__init__").__dict__["__init__"]
+    code = getattr(init, "__code__", None)
     params = getattr(cls, "__dataclass_params__", None)
     if (
         code is None
-        or code.co_filename != "<string>"  # dataclasses compiles the __init__ it writes
+        # dataclasses compiles the __init__ it writes; core.events writes its own for
+        # slots events (it sets the fields and, when the base fields are given, only them)
+        or not (code.co_filename == "<string>" or getattr(init, "__pubsub_plain_init__", False))
         or hasattr(cls, "__post_init__")
         or owner("__new__") is not object
         or params is None
@@ -380,11 +383,8 @@ def _direct_setters(cls: type, names: list[str]) -> list[tuple[str, Any]] | None
         return None
     setters: list[tuple[str, Any]] = []
     for name in names:
-        slot = next((k.__dict__[name] for k in cls.__mro__ if name in k.__dict__), None)
-        if isinstance(slot, types.MemberDescriptorType):
-            setters.append(("slot", slot.__set__))
-        else:
-            setters.append(("attr", name))
+        setter = slot_setter(cls, name)
+        setters.append(("attr", name) if setter is None else ("slot", setter))
     return setters
 
 
