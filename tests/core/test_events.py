@@ -24,6 +24,7 @@ from core import (
     events,
 )
 from core.codec import encode
+from plugins.sqlite.records import event_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +281,26 @@ class TestBaseFieldsFixedAtConstruction:
         payload = encode(event)
         assert Placed.from_bytes(payload).id == first_id
         assert Placed.from_bytes(payload).created_at == first_time
+
+    def test_the_way_to_a_store_reads_no_clock_and_makes_no_id(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Encoding a new event and building its SQLite row derive the id and time
+        from the construction's stamp: no clock reading, no random bits, no new id."""
+        event = Placed("o-1")
+
+        def refuse(*args: object) -> object:
+            raise AssertionError("the clock or the id generator was used again")
+
+        monkeypatch.setattr(events, "_time_ns", refuse)
+        monkeypatch.setattr(events, "_utcnow", refuse)
+        monkeypatch.setattr(events, "new_event_id", refuse)
+        monkeypatch.setattr(events, "_bits", iter(()))
+        payload = encode(event)
+        row = event_row(event)
+        assert row[0] == event.id.bytes
+        assert row[3] == event.created_at.isoformat()
+        assert Placed.from_bytes(payload) == event
 
     def test_the_id_is_an_ordinary_uuid(self) -> None:
         """The id is a uuid.UUID equal to, hashing like and pickling like one built from
