@@ -370,11 +370,13 @@ def _direct_setters(cls: type, names: list[str]) -> list[tuple[str, Any]] | None
     init = owner("__init__").__dict__["__init__"]
     code = getattr(init, "__code__", None)
     params = getattr(cls, "__dataclass_params__", None)
+    # dataclasses compiles the __init__ it writes; core.events writes its own for slots
+    # events (it takes exactly the fields, the base ones as **kwargs, and when they are
+    # all given only sets them)
+    ours = bool(getattr(init, "__pubsub_plain_init__", False))
     if (
         code is None
-        # dataclasses compiles the __init__ it writes; core.events writes its own for
-        # slots events (it sets the fields and, when the base fields are given, only them)
-        or not (code.co_filename == "<string>" or getattr(init, "__pubsub_plain_init__", False))
+        or not (ours or code.co_filename == "<string>")
         or hasattr(cls, "__post_init__")
         or owner("__new__") is not object
         or params is None
@@ -382,7 +384,9 @@ def _direct_setters(cls: type, names: list[str]) -> list[tuple[str, Any]] | None
     ):
         return None
     taken = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]
-    if sorted(taken) != sorted(names) or len(dataclasses.fields(cls)) != len(names):
+    if not ours and sorted(taken) != sorted(names):
+        return None
+    if len(dataclasses.fields(cls)) != len(names):
         return None
     setters: list[tuple[str, Any]] = []
     for name in names:

@@ -517,10 +517,22 @@ def _explicit(
     _set_correlation(event, _correlation() if correlation_id is _UNSET else correlation_id)
 
 
+def _given(event: Event, base: dict[str, Any]) -> None:
+    """The base fields of an event made with some of them given (the generated
+    ``__init__`` takes them as keyword arguments)."""
+    unknown = sorted(base.keys() - _BASE_NAMES)
+    if unknown:
+        raise TypeError(
+            f"{type(event).__qualname__}.__init__() got an unexpected keyword argument "
+            f"{unknown[0]!r}"
+        )
+    _explicit(event, *(base.get(name, _UNSET) for name in _BASE_NAMES))
+
+
 # Names the generated __init__ uses besides its parameters: a class with a field of one
 # of these names keeps the dataclass __init__.
 _RESERVED = frozenset(
-    {"self", "next", "_time_ns", "_last_key", "_bits", "_dispatch_get", "_inherit", "_explicit"}
+    {"self", "next", "_time_ns", "_last_key", "_bits", "_dispatch_get", "_inherit", "_given"}
     | {"_UNSET", "_FACTORY"}
 )
 _INITVAR = getattr(dataclasses, "_FIELD_INITVAR", None)
@@ -557,8 +569,7 @@ def _install_fast_init(cls: type[Event]) -> None:
         if not f.init or name in _RESERVED or name.startswith("__"):
             return
         if name in _BASE_NAMES:
-            keyword.append(f"{name}=_UNSET")
-            continue
+            continue  # taken by **__base: one test of an empty dict instead of four
         setter = slot_setter(cls, name)
         if setter is None:
             return
@@ -576,14 +587,13 @@ def _install_fast_init(cls: type[Event]) -> None:
         (keyword if f.kw_only else positional).append(param)
         body.append(f"        __set{i}(self, {value})")
     closure["__set_stamp"] = _set_stamp
-    signature = ", ".join(["self", *positional, *(["*", *keyword] if keyword else [])])
-    every_default = " and ".join(f"{name} is _UNSET" for name in _BASE_NAMES)
+    signature = ", ".join(["self", *positional, *(["*", *keyword] if keyword else []), "**__base"])
     lines = [
         f"def __make({', '.join(closure)}):",
         f"    def __init__({signature}):",
         "        global _last_key",
         *body,
-        f"        if {every_default}:",
+        "        if not __base:",
         "            __now = _time_ns()",
         "            if __now > _last_key:",
         "                _last_key = __now",
@@ -595,7 +605,7 @@ def _install_fast_init(cls: type[Event]) -> None:
         "            if __ctx is not None:",
         "                _inherit(self, __ctx)",
         "        else:",
-        "            _explicit(self, " + ", ".join(_BASE_NAMES) + ")",
+        "            _given(self, __base)",
     ]
     if hasattr(cls, "__post_init__"):
         lines.append("        self.__post_init__()")
@@ -609,6 +619,7 @@ def _install_fast_init(cls: type[Event]) -> None:
     fast = namespace["__make"](**closure)
     fast.__qualname__ = f"{cls.__qualname__}.__init__"
     fast.__doc__ = init.__doc__
+    fast.__wrapped__ = init  # inspect.signature() shows the dataclass signature
     fast.__pubsub_plain_init__ = True  # it sets the fields and nothing else (for the codec)
     setattr(cls, "__init__", fast)  # noqa: B010 (mypy refuses assigning a method)
 

@@ -371,6 +371,13 @@ class TestConstruction:
         assert partial.created_at.tzinfo is UTC
         assert partial.causation_id is None
 
+    def test_an_unknown_keyword_is_refused(self) -> None:
+        """A keyword that names no field is a TypeError naming it, as dataclasses say."""
+        with pytest.raises(TypeError, match="unexpected keyword argument 'idd'"):
+            Placed("o-1", idd=UUID(int=1))  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="multiple values"):
+            Placed("o-1", order_id="o-2")  # type: ignore[misc]
+
     def test_every_field_shape_builds(self) -> None:
         """Defaults, factories (a new object each time), keyword-only fields and a
         subclass of a subclass build as dataclasses would build them."""
