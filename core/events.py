@@ -9,9 +9,16 @@ Subclass ``Event`` and decorate with ``@dataclass(frozen=True, slots=True)``:
         total: Decimal
 
 The base contributes keyword-only fields, so subclasses declare ordinary positional
-fields without default-ordering trouble: ``id`` (a UUID4), ``created_at`` (UTC),
-``causation_id`` and ``correlation_id``. The causal ids default from the handler that is
-running when the event is made, so a chain of events can be traced without globals.
+fields without default-ordering trouble: ``id`` (a version-7 UUID, ascending in order of
+construction), ``created_at`` (UTC), ``causation_id`` and ``correlation_id``. The causal
+ids default from the handler that is running when the event is made, so a chain of
+events can be traced without globals.
+
+Building an event is cheap (under twice a plain frozen slots dataclass with the same
+fields): a slots event class gets a generated ``__init__`` that records one stamp, and
+its id and creation time are derived from that stamp when first read (see "ids and
+creation times" below). A class without ``slots=True`` works the same, at the price of
+the dataclass ``__init__``.
 
 Every subclass is registered under a stable type name (its qualified name unless given
 ``class X(Event, type_name="orders.placed", version=2)``). Two different classes may not
