@@ -7,6 +7,12 @@ Scenarios (each system does what it can express; the rest is marked n/a):
 * one sync handler (pubsub: in the executor, its default, and inline, the opt-in mode);
 * a handler subscribed to a base class receiving a subclass.
 
+Every scenario runs two ways: with the events built before the clock starts
+("prebuilt") and with each event built inside the timed loop, as users publish ("built
+per publish"). pubsub and the floor build a pubsub ``Event`` subclass; blinker, pyee and
+PyPubSub get a plain ``@dataclass(frozen=True, slots=True)`` (the same class for all
+three), bubus its own ``BaseEvent``.
+
 An event counts as done when every handler has run: awaiting systems are awaited per
 event; fire-and-forget emitters (pyee) emit the whole batch and then wait until the last
 handler ran. Each figure is the median of ``--repeat`` runs, taken round-robin (every
@@ -26,18 +32,23 @@ import importlib.util
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from core import EventBus
-from core.scenarios import (
+from pubsub_cli.benchmarking.scenarios import (
+    SCENARIOS as PUBSUB_SCENARIOS,
+)
+from pubsub_cli.benchmarking.scenarios import (
+    WAYS,
     Case,
     Counter,
     Runner,
-    ScenarioBase,
-    ScenarioDerived,
+    both_ways,
     floor_cases,
+    label,
     measure_interleaved,
     pubsub_cases,
     quiet_gc,
@@ -45,7 +56,14 @@ from core.scenarios import (
     timed_sync_loop,
 )
 
-SCENARIOS = ("1 async handler", "10 async handlers", "1 sync handler", "base-class subscriber")
+KINDS = ("1 async handler", "10 async handlers", "1 sync handler", "base-class subscriber")
+SCENARIOS = tuple(label(kind, way) for kind in KINDS for way in WAYS)
+EXECUTOR = tuple(
+    label(kind, way)
+    for kind in ("1 sync handler (executor)", "1 sync handler (run_in_executor)")
+    for way in WAYS
+)
+assert set(SCENARIOS) | set(EXECUTOR[: len(WAYS)]) == set(PUBSUB_SCENARIOS)
 
 
 _KEEP: list[Any] = []
@@ -53,10 +71,17 @@ _KEEP: list[Any] = []
 # (bubus buses keep tasks that asyncio.run would otherwise wait for at exit).
 _CLEANUP: list[Callable[[], Awaitable[Any]]] = []
 
-# The floor and pubsub's own cases are core.scenarios': `pubsub bench --scenarios`
-# prints the same figures.
-PeerBase, PeerDerived = ScenarioBase, ScenarioDerived
-_timed_loop, _timed_sync_loop = timed_loop, timed_sync_loop
+
+@dataclass(frozen=True, slots=True)
+class PlainBase:
+    """What the peers carry: a plain frozen slots dataclass with pubsub's field."""
+
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlainDerived(PlainBase):
+    pass
 
 
 # -- peers --------------------------------------------------------------------------
@@ -83,9 +108,9 @@ def blinker_cases(counter: Counter) -> dict[str, Case]:
     sync = blinker.Signal()
     sync.connect(sync_handler, weak=False)
     return {
-        "1 async handler": (_timed_loop(one.send_async, PeerBase), 1),
-        "10 async handlers": (_timed_loop(ten.send_async, PeerBase), 1),
-        "1 sync handler": (_timed_sync_loop(sync.send, PeerBase), 1),
+        **both_ways("1 async handler", timed_loop, one.send_async, PlainBase),
+        **both_ways("10 async handlers", timed_loop, ten.send_async, PlainBase),
+        **both_ways("1 sync handler", timed_sync_loop, sync.send, PlainBase),
     }
 
 
@@ -93,16 +118,20 @@ def pyee_cases(counter: Counter) -> dict[str, Case]:
     from pyee import EventEmitter
     from pyee.asyncio import AsyncIOEventEmitter
 
-    def fire_and_forget(emitter: Any, handlers: int) -> Runner:
+    def fire_and_forget(emitter: Any, handlers: int, built: bool) -> Runner:
         async def run(n: int) -> float:
-            events = [PeerBase(i) for i in range(n)]
+            events = None if built else [PlainBase(i) for i in range(n)]
             counter.n = 0
             counter.target = n * handlers
             counter.done = asyncio.Event()
             with quiet_gc():
                 t0 = time.perf_counter()
-                for e in events:
-                    emitter.emit("tick", e)
+                if events is None:
+                    for i in range(n):
+                        emitter.emit("tick", PlainBase(i))
+                else:
+                    for e in events:
+                        emitter.emit("tick", e)
                 await counter.done.wait()
                 elapsed = time.perf_counter() - t0
             counter.done = None
@@ -128,9 +157,15 @@ def pyee_cases(counter: Counter) -> dict[str, Case]:
     sync = EventEmitter()
     sync.on("tick", sync_handler)
     return {
-        "1 async handler": (fire_and_forget(one, 1), 1),
-        "10 async handlers": (fire_and_forget(ten, 10), 1),
-        "1 sync handler": (_timed_sync_loop(lambda e: sync.emit("tick", e), PeerBase), 1),
+        **{
+            label("1 async handler", way): (fire_and_forget(one, 1, way != "prebuilt"), 1)
+            for way in WAYS
+        },
+        **{
+            label("10 async handlers", way): (fire_and_forget(ten, 10, way != "prebuilt"), 1)
+            for way in WAYS
+        },
+        **both_ways("1 sync handler", timed_sync_loop, lambda e: sync.emit("tick", e), PlainBase),
     }
 
 
@@ -143,18 +178,20 @@ def pypubsub_cases(counter: Counter) -> dict[str, Case]:
     _KEEP.append(listener)  # PyPubSub holds listeners weakly
     pub.subscribe(listener, "bench_one")
     pub.subscribe(listener, "bench_base")
-    sync = _timed_sync_loop(lambda e: pub.sendMessage("bench_one", event=e), PeerBase)
     # A message on the subtopic reaches the parent topic's listeners: the base-class case.
-    derived = _timed_sync_loop(
-        lambda e: pub.sendMessage("bench_base.derived", event=e), PeerDerived
-    )
-
-    async def as_async(n: int) -> float:
-        return await derived(n)
-
     return {
-        "1 sync handler": (sync, 1),
-        "base-class subscriber": (as_async, 1),
+        **both_ways(
+            "1 sync handler",
+            timed_sync_loop,
+            lambda e: pub.sendMessage("bench_one", event=e),
+            PlainBase,
+        ),
+        **both_ways(
+            "base-class subscriber",
+            timed_sync_loop,
+            lambda e: pub.sendMessage("bench_base.derived", event=e),
+            PlainDerived,
+        ),
     }
 
 
@@ -189,9 +226,9 @@ def bubus_cases(counter: Counter) -> dict[str, Case]:
     sync = make_bus("bench_sync", [sync_handler])
     # bubus keys handlers by class name: a Tick handler does not see SubTick.
     return {
-        "1 async handler": (_timed_loop(lambda e: one.dispatch(e), lambda i: Tick(n=i)), 100),
-        "10 async handlers": (_timed_loop(lambda e: ten.dispatch(e), lambda i: Tick(n=i)), 500),
-        "1 sync handler": (_timed_loop(lambda e: sync.dispatch(e), lambda i: Tick(n=i)), 100),
+        **both_ways("1 async handler", timed_loop, one.dispatch, lambda i: Tick(n=i), 100),
+        **both_ways("10 async handlers", timed_loop, ten.dispatch, lambda i: Tick(n=i), 500),
+        **both_ways("1 sync handler", timed_loop, sync.dispatch, lambda i: Tick(n=i), 100),
     }
 
 
@@ -226,8 +263,8 @@ async def run_all(events: int, repeat: int, only: list[str] | None) -> dict[str,
     }
     medians = await measure_interleaved(flat, events, repeat)
     table: dict[str, dict[str, float | None]] = {system: {} for system in systems}
-    for (system, label), seconds in medians.items():
-        table[system][label] = seconds
+    for (system, scenario), seconds in medians.items():
+        table[system][scenario] = seconds
     for bus in buses:
         await bus.aclose()
     for stop in _CLEANUP:
@@ -242,26 +279,30 @@ async def run_all(events: int, repeat: int, only: list[str] | None) -> dict[str,
 
 
 def render(report: dict[str, Any]) -> str:
+    """One row per scenario (each way), one column per system: events/s (us/event) and
+    the ratio of pubsub's events/s to that system's (above 1: pubsub is faster)."""
     table = report["seconds_per_event"]
     ours = table["pubsub"]
+    systems = list(table)
     lines = [
-        f"events/s (us/event) — median of {report['repeat']}; "
-        "ratio = that system's events/s / pubsub's"
+        f"events/s (us/event) - median of {report['repeat']}, Python {report['python']}; "
+        "ratio = pubsub's events/s / that system's"
     ]
-    labels = [*SCENARIOS, "1 sync handler (executor)", "1 sync handler (run_in_executor)"]
-    header = f"{'system':10}" + "".join(f" | {label:>30}" for label in labels)
+    header = f"{'scenario':45}" + "".join(f" | {name:>28}" for name in systems)
     lines += [header, "-" * len(header)]
-    for system, row in table.items():
+    for scenario in (*SCENARIOS, *EXECUTOR):
         cells = []
-        for label in labels:
-            value = row.get(label)
+        for system in systems:
+            value = table[system].get(scenario)
             if value is None:
-                cells.append(f" | {'n/a':>30}")
+                cells.append(f" | {'n/a':>28}")
                 continue
-            ref = ours.get(label) or ours.get("1 sync handler (executor)")
-            ratio = f"{ref / value:5.2f}x" if ref else "  -  "
-            cells.append(f" | {1 / value:12,.0f} ({value * 1e6:7.3f}) {ratio}")
-        lines.append(f"{system:10}" + "".join(cells))
+            ref = ours.get(scenario)
+            if ref is None and "run_in_executor" in scenario:
+                ref = ours.get(scenario.replace("run_in_executor", "executor"))
+            ratio = f"{value / ref:5.2f}x" if ref else "  -   "
+            cells.append(f" | {1 / value:10,.0f} ({value * 1e6:7.3f}) {ratio}")
+        lines.append(f"{scenario:45}" + "".join(cells))
     for name, why in report["skipped"].items():
         lines.append(f"skipped {name}: {why}")
     return "\n".join(lines)

@@ -8,6 +8,9 @@ directory (on the same file system as ``--dir``, default the system temp dir):
 (b) group commit: 100 concurrent publishers at synchronous=FULL, against raw sqlite3
     ``executemany`` of 1,000 rows per transaction (targets: >= 50,000 events/s and >= 25%
     of raw);
+    (a) and (b) run two ways: the events built before the clock starts, and each event
+    built by its publisher just before its ``append``, as users publish (the targets
+    apply to the second way too);
 (c) reading the whole log and decoding every record into an Event (``store.read`` +
     ``record.decode()``), against a sqlite3 SELECT + ``orjson.loads`` + dataclass
     construction loop (targets: >= 100,000 events/s and >= 70% of raw);
@@ -53,10 +56,12 @@ class OrderPlaced(Event, type_name="bench.order_placed"):
     amount_cents: int
 
 
+def make_event(i: int) -> OrderPlaced:
+    return OrderPlaced(f"order-{i:08d}", f"SKU-{i % 977:05d}", 1 + i % 5, 1999 + i)
+
+
 def make_events(n: int) -> list[OrderPlaced]:
-    return [
-        OrderPlaced(f"order-{i:08d}", f"SKU-{i % 977:05d}", 1 + i % 5, 1999 + i) for i in range(n)
-    ]
+    return [make_event(i) for i in range(n)]
 
 
 _INSERT = (
@@ -166,18 +171,37 @@ async def store_sequential(path: Path, events: list[OrderPlaced]) -> float:
         return time.perf_counter() - start
 
 
+async def store_sequential_built(path: Path, n: int) -> float:
+    """(a) with each event built just before its append."""
+    async with await open_sqlite_store(f"sqlite:///{path}") as store:
+        start = time.perf_counter()
+        for i in range(n):
+            await store.append([make_event(i)])
+        return time.perf_counter() - start
+
+
 async def store_concurrent(
-    path: Path, events: list[OrderPlaced], publishers: int
+    path: Path, events: list[OrderPlaced] | int, publishers: int
 ) -> tuple[float, float]:
-    """Elapsed seconds and mean events per transaction."""
+    """Elapsed seconds and mean events per transaction. Given a number of events instead
+    of a list, each publisher builds its events one at a time as it appends them."""
     async with await open_sqlite_store(f"sqlite:///{path}") as store:
 
         async def publisher(mine: list[OrderPlaced]) -> None:
             for event in mine:
                 await store.append([event])
 
+        async def building(mine: range) -> None:
+            for i in mine:
+                await store.append([make_event(i)])
+
         start = time.perf_counter()
-        await asyncio.gather(*(publisher(events[i::publishers]) for i in range(publishers)))
+        if isinstance(events, int):
+            await asyncio.gather(
+                *(building(range(i, events, publishers)) for i in range(publishers))
+            )
+        else:
+            await asyncio.gather(*(publisher(events[i::publishers]) for i in range(publishers)))
         elapsed = time.perf_counter() - start
         stats = store.statistics()
         return elapsed, stats.events / max(stats.transactions, 1)
@@ -251,8 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     a_store = median_of(
         args.repeat, lambda p: asyncio.run(store_sequential(p, seq_events)), args.dir
     )
+    a_built = median_of(
+        args.repeat, lambda p: asyncio.run(store_sequential_built(p, args.sequential)), args.dir
+    )
     a_raw = median_of(args.repeat, lambda p: raw_sequential(p, seq_events), args.dir)
     b_store = median_of(args.repeat, conc, args.dir)
+    b_built = median_of(
+        args.repeat,
+        lambda p: asyncio.run(store_concurrent(p, args.concurrent, args.publishers))[0],
+        args.dir,
+    )
     b_raw = median_of(args.repeat, lambda p: raw_executemany(p, conc_events), args.dir)
 
     scaling = {}
@@ -292,20 +324,25 @@ def main(argv: list[str] | None = None) -> int:
         "a_sequential": {
             "events": n_a,
             "store_us_per_event": a_store / n_a * 1e6,
+            "store_built_us_per_event": a_built / n_a * 1e6,
             "raw_us_per_event": a_raw / n_a * 1e6,
             "ratio": a_store / a_raw,
+            "ratio_built": a_built / a_raw,
             "target": "ratio <= 2.0",
-            "ok": a_store / a_raw <= 2.0,
+            "ok": a_store / a_raw <= 2.0 and a_built / a_raw <= 2.0,
         },
         "b_group_commit": {
             "events": n_b,
             "publishers": args.publishers,
             "store_events_per_s": n_b / b_store,
+            "store_built_events_per_s": n_b / b_built,
             "raw_executemany_events_per_s": n_b / b_raw,
             "share_of_raw": b_raw / b_store,
+            "share_of_raw_built": b_raw / b_built,
             "mean_events_per_transaction": statistics.median(batch_sizes),
             "target": ">= 50,000 events/s and >= 25% of raw",
-            "ok": n_b / b_store >= 50_000 and b_raw / b_store >= 0.25,
+            "ok": min(n_b / b_store, n_b / b_built) >= 50_000
+            and b_raw / max(b_store, b_built) >= 0.25,
         },
         "scaling_events_per_s": scaling,
         "c_read_decode": {
@@ -330,13 +367,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, median of {args.repeat} runs")
     print("pragmas: " + ", ".join(f"{k}={v}" for k, v in pragmas.items()))
     print(
-        f"(a) sequential publish, {n_a} events: store {a['store_us_per_event']:.0f} us/event, "
-        f"raw sqlite3 {a['raw_us_per_event']:.0f} us/event, ratio {a['ratio']:.2f}x "
-        f"(target <= 2x) {'OK' if a['ok'] else 'MISSED'}"
+        f"(a) sequential publish, {n_a} events: store {a['store_us_per_event']:.0f} us/event "
+        f"prebuilt, {a['store_built_us_per_event']:.0f} us/event built per publish, "
+        f"raw sqlite3 {a['raw_us_per_event']:.0f} us/event, ratios {a['ratio']:.2f}x and "
+        f"{a['ratio_built']:.2f}x (target <= 2x) {'OK' if a['ok'] else 'MISSED'}"
     )
     print(
         f"(b) {args.publishers} publishers, {n_b} events: store "
-        f"{b['store_events_per_s']:,.0f} ev/s ({b['mean_events_per_transaction']:.0f} ev/txn), "
+        f"{b['store_events_per_s']:,.0f} ev/s prebuilt "
+        f"({b['mean_events_per_transaction']:.0f} ev/txn), "
+        f"{b['store_built_events_per_s']:,.0f} ev/s built per publish, "
         f"raw executemany x1000 {b['raw_executemany_events_per_s']:,.0f} ev/s, "
         f"{b['share_of_raw']:.0%} of raw (targets >= 50,000 ev/s, >= 25%) "
         f"{'OK' if b['ok'] else 'MISSED'}"

@@ -1,7 +1,10 @@
 """Codec: events to JSON bytes (orjson) and back, exactly.
 
 Encoding lets orjson walk the dataclass natively (it handles datetimes, UUIDs, enums,
-tuples and nested dataclasses in C) and only checks what orjson would silently change:
+tuples and nested dataclasses in C) where its walk writes exactly the fields decoding
+takes; a class it would write differently (no slots below a slots class, as an event
+class without ``slots=True``; a field named with a leading underscore; an ``init=False``
+field) is written field by field. Encoding also checks what orjson would silently change:
 a float field holding NaN or infinity would be written as ``null``, and a datetime whose
 UTC offset has seconds or microseconds would have its offset rounded to the minute. The
 first is refused; the second is written faithfully (such an event is encoded with every
@@ -36,7 +39,7 @@ from uuid import UUID, SafeUUID
 import orjson
 
 from .errors import EventDecodeError, EventDefinitionError, EventEncodeError
-from .events import Event, EventRegistry, default_registry
+from .events import Event, EventRegistry, default_registry, slot_setter
 
 __all__ = ["decode", "decode_as", "encode", "from_dict", "to_dict"]
 
@@ -364,11 +367,16 @@ def _direct_setters(cls: type, names: list[str]) -> list[tuple[str, Any]] | None
     def owner(name: str) -> type:
         return next(k for k in cls.__mro__ if name in k.__dict__)
 
-    code = getattr(owner("__init__").__dict__["__init__"], "__code__", None)
+    init = owner("__init__").__dict__["__init__"]
+    code = getattr(init, "__code__", None)
     params = getattr(cls, "__dataclass_params__", None)
+    # dataclasses compiles the __init__ it writes; core.events writes its own for slots
+    # events (it takes exactly the fields, the base ones as **kwargs, and when they are
+    # all given only sets them)
+    ours = bool(getattr(init, "__pubsub_plain_init__", False))
     if (
         code is None
-        or code.co_filename != "<string>"  # dataclasses compiles the __init__ it writes
+        or not (ours or code.co_filename == "<string>")
         or hasattr(cls, "__post_init__")
         or owner("__new__") is not object
         or params is None
@@ -376,15 +384,14 @@ def _direct_setters(cls: type, names: list[str]) -> list[tuple[str, Any]] | None
     ):
         return None
     taken = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]
-    if sorted(taken) != sorted(names) or len(dataclasses.fields(cls)) != len(names):
+    if not ours and sorted(taken) != sorted(names):
+        return None
+    if len(dataclasses.fields(cls)) != len(names):
         return None
     setters: list[tuple[str, Any]] = []
     for name in names:
-        slot = next((k.__dict__[name] for k in cls.__mro__ if name in k.__dict__), None)
-        if isinstance(slot, types.MemberDescriptorType):
-            setters.append(("slot", slot.__set__))
-        else:
-            setters.append(("attr", name))
+        setter = slot_setter(cls, name)
+        setters.append(("attr", name) if setter is None else ("slot", setter))
     return setters
 
 
@@ -560,16 +567,88 @@ def _may_hold(tp: Any, kind: type, seen: set[Any]) -> bool:
     return any(_may_hold(a, kind, seen) for a in get_args(tp) if a is not Ellipsis)
 
 
+def _dataclasses_in(tp: Any) -> list[type]:
+    """The dataclass types a value annotated ``tp`` may hold, directly or in containers."""
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return [tp]
+    return [k for a in get_args(tp) if a is not Ellipsis for k in _dataclasses_in(a)]
+
+
+def _orjson_writes_exactly(cls: type, seen: set[type]) -> bool:
+    """Whether orjson's own walk of an instance of ``cls`` (and of every dataclass its
+    fields may hold) writes exactly the init fields, which is what decoding takes.
+
+    orjson reads a dataclass instance's ``__dict__`` when it has one and its class does
+    not itself declare ``__slots__``, and otherwise every declared field, by attribute;
+    either way it skips names that start with an underscore. So a class without slots
+    whose fields live partly in a base's slots (an event class without ``slots=True``)
+    would lose them, a field like ``_code`` would vanish, and an ``init=False`` field
+    would be written for decoding to refuse. Such classes are encoded field by field
+    instead (``_fields_of``)."""
+    if cls in seen:
+        return True
+    seen.add(cls)
+    fields = dataclasses.fields(cls)
+    if any(not f.init or f.name.startswith("_") for f in fields):
+        return False
+    if cls.__dictoffset__ and "__slots__" not in cls.__dict__:
+        # The __dict__ walk: every field must live there and nothing else may.
+        params = getattr(cls, "__dataclass_params__", None)
+        init = getattr(cls.__dict__.get("__init__"), "__code__", None)
+        if (
+            params is None
+            or not params.frozen
+            or hasattr(cls, "__post_init__")
+            or init is None
+            or init.co_filename != "<string>"
+            or any(slot_setter(cls, f.name) is not None for f in fields)
+            or any(hasattr(k.__dict__.get(f.name), "__set__") for k in cls.__mro__ for f in fields)
+        ):
+            return False
+    hints = typing.get_type_hints(cls)
+    return all(
+        _orjson_writes_exactly(nested, seen)
+        for f in fields
+        for nested in _dataclasses_in(hints[f.name])
+    )
+
+
+_init_names: dict[type, tuple[str, ...]] = {}
+
+
+def _fields_of(value: Any) -> dict[str, Any] | None:
+    """A dataclass instance as the mapping of its init fields, or None if it is not one."""
+    cls = type(value)
+    names = _init_names.get(cls)
+    if names is None:
+        if not dataclasses.is_dataclass(cls):
+            return None
+        names = _init_names[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.init)
+    return {name: getattr(value, name) for name in names}
+
+
+def _default_by_fields(value: Any) -> Any:
+    fields = _fields_of(value)
+    return _default(value) if fields is None else fields
+
+
+def _default_by_fields_exact_times(value: Any) -> Any:
+    fields = _fields_of(value)
+    return _default_exact_times(value) if fields is None else fields
+
+
 class _Checks:
     """What encode looks at before orjson runs, per class. A field annotated exactly
     ``float`` (or ``datetime``) is checked in place; any other field that may hold one
-    somewhere inside is searched."""
+    somewhere inside is searched. ``native`` says whether orjson's own walk of the
+    dataclasses is exact (see ``_orjson_writes_exactly``)."""
 
-    __slots__ = ("datetime_deep", "datetime_flat", "float_deep", "float_flat")
+    __slots__ = ("datetime_deep", "datetime_flat", "float_deep", "float_flat", "native")
 
     def __init__(self, cls: type) -> None:
         hints = typing.get_type_hints(cls)
         fields = [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
+        self.native = _orjson_writes_exactly(cls, set())
         self.float_flat = tuple(name for name, tp in fields if tp is float)
         self.float_deep = tuple(
             name for name, tp in fields if tp is not float and _may_hold(tp, float, set())
@@ -698,11 +777,22 @@ def encode(event: Event) -> bytes:
         if problem is not None:
             raise EventEncodeError(cls.event_type, ".".join(path), problem)
     try:
-        if _exact_times_needed(event, checks):
+        exact_times = _exact_times_needed(event, checks)
+        if checks.native:
+            if exact_times:
+                return orjson.dumps(
+                    event, default=_default_exact_times, option=orjson.OPT_PASSTHROUGH_DATETIME
+                )
+            return orjson.dumps(event, default=_default)
+        if exact_times:
             return orjson.dumps(
-                event, default=_default_exact_times, option=orjson.OPT_PASSTHROUGH_DATETIME
+                event,
+                default=_default_by_fields_exact_times,
+                option=orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME,
             )
-        return orjson.dumps(event, default=_default)
+        return orjson.dumps(
+            event, default=_default_by_fields, option=orjson.OPT_PASSTHROUGH_DATACLASS
+        )
     except orjson.JSONEncodeError as exc:
         path = []
         problem = _find(event, _not_json, path)

@@ -9,9 +9,16 @@ Subclass ``Event`` and decorate with ``@dataclass(frozen=True, slots=True)``:
         total: Decimal
 
 The base contributes keyword-only fields, so subclasses declare ordinary positional
-fields without default-ordering trouble: ``id`` (a UUID4), ``created_at`` (UTC),
-``causation_id`` and ``correlation_id``. The causal ids default from the handler that is
-running when the event is made, so a chain of events can be traced without globals.
+fields without default-ordering trouble: ``id`` (a version-7 UUID, ascending in order of
+construction), ``created_at`` (UTC), ``causation_id`` and ``correlation_id``. The causal
+ids default from the handler that is running when the event is made, so a chain of
+events can be traced without globals.
+
+Building an event is cheap (under twice a plain frozen slots dataclass with the same
+fields): a slots event class gets a generated ``__init__`` that records one stamp, and
+its id and creation time are derived from that stamp when first read (see "ids and
+creation times" below). A class without ``slots=True`` works the same, at the price of
+the dataclass ``__init__``.
 
 Every subclass is registered under a stable type name (its qualified name unless given
 ``class X(Event, type_name="orders.placed", version=2)``). Two different classes may not
@@ -20,17 +27,19 @@ share a name; older stored versions are upgraded by registered upcasters.
 
 from __future__ import annotations
 
+import array
 import contextvars
 import dataclasses
+import itertools
 import os
-import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+import types
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 from .errors import EventDecodeError, EventDefinitionError, UnknownEventTypeError
 
@@ -75,27 +84,120 @@ def current_dispatch() -> DispatchContext | None:
     return DispatchContext(ctx)
 
 
-def new_event_id() -> UUID:
-    """A new event id: a version-7 UUID (RFC 9562), 48 bits of Unix milliseconds then 74
-    random bits. Ids made later sort later, so a store's unique index on them grows at
-    its right edge instead of touching a random page per insert; with random (version
-    4) ids that index dominated the cost of a durable commit. The random bits keep ids
-    unique across processes."""
-    value = (time.time_ns() // 1_000_000) << 80 | _id_bits(80)
-    return UUID(int=value & _V7_CLEAR | _V7_SET)
+# -- ids and creation times ------------------------------------------------------------
+#
+# Building an event must cost little more than building a plain frozen dataclass, and a
+# UUID object and an aware datetime each cost more than that dataclass. So an event made
+# with its defaults records a *stamp* in one slot: the clock reading (an integer of
+# nanoseconds) and 64 random bits. Its ``id`` and ``created_at`` are computed from the
+# stamp the first time either is read (``_materialize``) and kept in their slots, so every
+# reader (equality, hashing, repr, the codec, a store) sees the same values; those values
+# are fixed at construction, whenever they are first read. An event made inside a handler
+# takes its causal ids from the handled event at once (holding the parent itself would
+# chain every follow-up to all its ancestors).
+#
+# The id is a version-7 UUID (RFC 9562): 48 bits of Unix milliseconds, then the
+# sub-millisecond fraction in 20 bits (12 in rand_a as the RFC's method 3, 8 more at the
+# top of rand_b), then 54 random bits. The clock reading behind it is strictly increasing
+# within the process (a reading that does not pass the last one takes the last one plus
+# a nanosecond, so a clock stepped back never reorders ids; created_at keeps the real
+# reading), which makes ids strictly ascending in order of construction. Ids made later
+# sort later, so a store's unique index on them grows at its right edge. The random bits
+# come from os.urandom in blocks of 4,096 (no system call per event); a forked child
+# starts a fresh block, so parent and child never share bits.
+
+_time_ns = time.time_ns
+_last_key = 0
+"""The newest clock reading (nanoseconds) an id of this process was made from."""
+
+_BLOCK = 4096
 
 
-# Ids need uniqueness, not secrecy: a private generator seeded from the OS (not the
-# global one, which tests may seed) is several times cheaper than os.urandom per id.
-# A forked child draws a fresh seed, so parent and child never share a sequence.
-_id_random = random.Random()
-_id_bits = _id_random.getrandbits
-os.register_at_fork(after_in_child=_id_random.seed)
+def _random_block() -> array.array[int]:
+    block = array.array("Q")
+    block.frombytes(os.urandom(block.itemsize * _BLOCK))
+    return block
 
+
+def _random_stream() -> Iterator[int]:
+    """Random 64-bit integers without end, read from the OS a block at a time."""
+    return itertools.chain.from_iterable(iter(_random_block, None))
+
+
+_bits = _random_stream()
+
+
+def _reseed_after_fork() -> None:
+    global _bits
+    _bits = _random_stream()
+
+
+os.register_at_fork(after_in_child=_reseed_after_fork)
 
 # Version 7 in bits 76-79, the RFC 4122 variant (0b10) in bits 62-63.
-_V7_CLEAR = ~(0xF << 76 | 0x3 << 62) & ((1 << 128) - 1)
-_V7_SET = 0x7 << 76 | 0x2 << 62
+_V7 = 0x7 << 76 | 0x2 << 62
+_RANDOM_54 = (1 << 54) - 1
+
+
+def _id_int(key: int, bits: int) -> int:
+    """The 128 bits of the id made from clock reading ``key`` (ns) and random ``bits``."""
+    ms, ns = divmod(key, 1_000_000)
+    sub = ns * 1_048_576 // 1_000_000  # the fraction of the millisecond in 20 bits
+    return ms << 80 | _V7 | (sub >> 8) << 64 | (sub & 0xFF) << 54 | bits & _RANDOM_54
+
+
+def _uuid_maker() -> Callable[[int], UUID]:
+    """A UUID from its integer without UUID.__init__'s argument checks (the integer is
+    ours and in range). The result is an ordinary uuid.UUID: it compares, hashes,
+    pickles and prints as UUID(int=value) does."""
+    int_slot, safe_slot = UUID.__dict__.get("int"), UUID.__dict__.get("is_safe")
+    if not (
+        isinstance(int_slot, types.MemberDescriptorType)
+        and isinstance(safe_slot, types.MemberDescriptorType)
+    ):
+        return lambda value: UUID(int=value)  # a Python whose UUID is built differently
+    new, set_int, set_safe, unknown = (
+        object.__new__,
+        int_slot.__set__,
+        safe_slot.__set__,
+        SafeUUID.unknown,
+    )
+
+    def make(value: int) -> UUID:
+        uuid: UUID = new(UUID)
+        set_int(uuid, value)
+        set_safe(uuid, unknown)
+        return uuid
+
+    return make
+
+
+_make_uuid = _uuid_maker()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc_from_ns(ns: int) -> datetime:
+    """The aware UTC datetime of a time_ns() reading, as datetime.now(UTC) would give
+    it (microseconds, rounded down), computed in integers."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def _next_key() -> tuple[int, int]:
+    """A strictly increasing clock reading for an id and the real reading behind it."""
+    global _last_key
+    now = _time_ns()
+    if now > _last_key:
+        _last_key = now
+        return now, now
+    _last_key += 1
+    return _last_key, now
+
+
+def new_event_id() -> UUID:
+    """A new event id: a version-7 UUID (RFC 9562), later than every id this process
+    made before it (see the notes above on its layout)."""
+    key, _ = _next_key()
+    return _make_uuid(_id_int(key, next(_bits)))
 
 
 def _utcnow() -> datetime:
@@ -228,8 +330,14 @@ def _same_definition(known: type[Event], cls: type[Event]) -> bool:
 default_registry = EventRegistry()
 
 
+class _Stamped:
+    """Holds an event's stamp until its id and creation time are first read."""
+
+    __slots__ = ("_stamp",)
+
+
 @dataclass(frozen=True, slots=True)
-class Event:
+class Event(_Stamped):
     """Base of all events: an immutable dataclass with an id, a UTC creation time and
     causal links. Subclass it with ``@dataclass(frozen=True, slots=True)``.
 
@@ -263,6 +371,9 @@ class Event:
         cls.event_type = name
         cls.event_version = ver
         default_registry.register(cls)
+        if "__dataclass_fields__" in own:
+            # The class a slots dataclass decorator re-created: fields are known.
+            _install_fast_init(cls)
 
     @property
     def correlation(self) -> UUID:
@@ -294,6 +405,233 @@ class Event:
         from .codec import decode_as
 
         return decode_as(cls, payload)
+
+
+# -- the base fields' storage -----------------------------------------------------------
+
+_BASE_NAMES = ("id", "created_at", "causation_id", "correlation_id")
+
+
+class _Derived:
+    """The descriptor of a base field: reads the field's slot and, when an event made
+    with its defaults has not filled it yet, fills every base field from the stamp
+    first. Read on the class, it gives the slot itself (what dataclasses expects of a
+    slots class)."""
+
+    __slots__ = ("_read", "slot")
+
+    def __init__(self, slot: types.MemberDescriptorType) -> None:
+        self.slot = slot
+        self._read = slot.__get__
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self.slot
+        try:
+            return self._read(obj)
+        except AttributeError:
+            _materialize(obj)
+            return self._read(obj)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        self.slot.__set__(obj, value)
+
+    def __delete__(self, obj: Any) -> None:
+        self.slot.__delete__(obj)
+
+
+_SLOTS: dict[str, types.MemberDescriptorType] = {name: Event.__dict__[name] for name in _BASE_NAMES}
+for _name, _slot in _SLOTS.items():
+    setattr(Event, _name, _Derived(_slot))
+del _name, _slot
+
+_stamp_slot: Any = _Stamped.__dict__["_stamp"]
+_get_stamp, _set_stamp, _del_stamp = (
+    _stamp_slot.__get__,
+    _stamp_slot.__set__,
+    _stamp_slot.__delete__,
+)
+_set_id = _SLOTS["id"].__set__
+_set_created = _SLOTS["created_at"].__set__
+_get_causation = _SLOTS["causation_id"].__get__
+_set_causation = _SLOTS["causation_id"].__set__
+_set_correlation = _SLOTS["correlation_id"].__set__
+_materialize_lock = threading.Lock()
+_dispatch_get = _dispatch.get
+
+
+def slot_setter(cls: type, name: str) -> Callable[[Any, Any], None] | None:
+    """What sets field ``name`` of an instance of ``cls`` made with object.__new__ (the
+    codec fills decoded events this way), or None if it is not stored in a slot."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            found = klass.__dict__[name]
+            if isinstance(found, _Derived):
+                found = found.slot
+            if isinstance(found, types.MemberDescriptorType):
+                setter: Callable[[Any, Any], None] = found.__set__
+                return setter
+            return None
+    return None
+
+
+def _materialize(event: Event) -> None:
+    """Fill the base fields of an event made with its defaults from its stamp, once;
+    under a lock, so two threads reading a new event's id at the same moment agree."""
+    with _materialize_lock:
+        try:
+            stamp = _get_stamp(event)
+        except AttributeError:
+            return  # filled already, or never stamped (made without __init__)
+        key, bits = stamp[0], stamp[1]
+        _set_id(event, _make_uuid(_id_int(key, bits)))
+        _set_created(event, _utc_from_ns(stamp[2] if len(stamp) == 3 else key))
+        try:
+            _get_causation(event)
+        except AttributeError:  # made outside a handler
+            _set_causation(event, None)
+            _set_correlation(event, None)
+        _del_stamp(event)
+
+
+def _inherit(event: Event, ctx: Event | DispatchContext) -> None:
+    """Set the causal ids of an event made while a handler runs."""
+    parent = ctx.event if type(ctx) is DispatchContext else ctx
+    assert isinstance(parent, Event)
+    _set_causation(event, parent.id)
+    _set_correlation(event, parent.correlation_id or parent.id)
+
+
+class _Unset:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_UNSET: Any = _Unset()
+_FACTORY: Any = _Unset()
+
+
+def _explicit(
+    event: Event, id: Any, created_at: Any, causation_id: Any, correlation_id: Any
+) -> None:
+    """Base fields of an event made with some of them given: the rest as the field
+    defaults would make them."""
+    _set_id(event, new_event_id() if id is _UNSET else id)
+    _set_created(event, _utcnow() if created_at is _UNSET else created_at)
+    _set_causation(event, _causation() if causation_id is _UNSET else causation_id)
+    _set_correlation(event, _correlation() if correlation_id is _UNSET else correlation_id)
+
+
+def _given(event: Event, base: dict[str, Any]) -> None:
+    """The base fields of an event made with some of them given (the generated
+    ``__init__`` takes them as keyword arguments)."""
+    unknown = sorted(base.keys() - _BASE_NAMES)
+    if unknown:
+        raise TypeError(
+            f"{type(event).__qualname__}.__init__() got an unexpected keyword argument "
+            f"{unknown[0]!r}"
+        )
+    _explicit(event, *(base.get(name, _UNSET) for name in _BASE_NAMES))
+
+
+# Names the generated __init__ uses besides its parameters: a class with a field of one
+# of these names keeps the dataclass __init__.
+_RESERVED = frozenset(
+    {"self", "next", "_time_ns", "_last_key", "_bits", "_dispatch_get", "_inherit", "_given"}
+    | {"_UNSET", "_FACTORY"}
+)
+_INITVAR = getattr(dataclasses, "_FIELD_INITVAR", None)
+
+
+def _install_fast_init(cls: type[Event]) -> None:
+    """Replace the dataclass ``__init__`` of a slots event class with one that does the
+    same for the class's own fields and stamps the base fields (see the notes on ids).
+
+    Only the shapes whose dataclass ``__init__`` is plain get it: every field an init
+    field stored in a slot, the base fields as Event declares them, no InitVar and no
+    hand-written ``__init__``. A ``__post_init__`` is called as dataclasses would call
+    it. Any other class keeps its dataclass ``__init__``, which calls the field
+    defaults."""
+    init = cls.__dict__.get("__init__")
+    code = getattr(init, "__code__", None)
+    if code is None or code.co_filename != "<string>":
+        return  # written by hand, or already ours
+    declared = cls.__dict__["__dataclass_fields__"]
+    fields = dataclasses.fields(cls)
+    if _INITVAR is None and len(declared) != len(fields):
+        return  # cannot tell InitVars apart on this Python
+    if any(getattr(f, "_field_type", None) is _INITVAR for f in declared.values()):
+        return
+    base = Event.__dataclass_fields__
+    if any(declared.get(name) is not base[name] for name in _BASE_NAMES):
+        return  # a base field redeclared
+    closure: dict[str, Any] = {}
+    positional: list[str] = []
+    keyword: list[str] = []
+    body: list[str] = []
+    for i, f in enumerate(fields):
+        name = f.name
+        if not f.init or name in _RESERVED or name.startswith("__"):
+            return
+        if name in _BASE_NAMES:
+            continue  # taken by **__base: one test of an empty dict instead of four
+        setter = slot_setter(cls, name)
+        if setter is None:
+            return
+        closure[f"__set{i}"] = setter
+        value = name
+        if f.default is not dataclasses.MISSING:
+            closure[f"__default{i}"] = f.default
+            param = f"{name}=__default{i}"
+        elif f.default_factory is not dataclasses.MISSING:
+            closure[f"__factory{i}"] = f.default_factory
+            param = f"{name}=_FACTORY"
+            value = f"__factory{i}() if {name} is _FACTORY else {name}"
+        else:
+            param = name
+        (keyword if f.kw_only else positional).append(param)
+        body.append(f"        __set{i}(self, {value})")
+    closure["__set_stamp"] = _set_stamp
+    signature = ", ".join(["self", *positional, *(["*", *keyword] if keyword else []), "**__base"])
+    lines = [
+        f"def __make({', '.join(closure)}):",
+        f"    def __init__({signature}):",
+        "        global _last_key",
+        *body,
+        "        if not __base:",
+        "            __now = _time_ns()",
+        "            if __now > _last_key:",
+        "                _last_key = __now",
+        "                __set_stamp(self, (__now, next(_bits)))",
+        "            else:",
+        "                _last_key += 1",
+        "                __set_stamp(self, (_last_key, next(_bits), __now))",
+        "            __ctx = _dispatch_get()",
+        "            if __ctx is not None:",
+        "                _inherit(self, __ctx)",
+        "        else:",
+        "            _given(self, __base)",
+    ]
+    if hasattr(cls, "__post_init__"):
+        lines.append("        self.__post_init__()")
+    lines.append("    return __init__")
+    namespace: dict[str, Any] = {}
+    exec(
+        compile("\n".join(lines), f"<pubsub event init {cls.__qualname__}>", "exec"),
+        globals(),
+        namespace,
+    )
+    fast = namespace["__make"](**closure)
+    fast.__qualname__ = f"{cls.__qualname__}.__init__"
+    fast.__doc__ = init.__doc__
+    fast.__wrapped__ = init  # inspect.signature() shows the dataclass signature
+    fast.__pubsub_plain_init__ = True  # it sets the fields and nothing else (for the codec)
+    setattr(cls, "__init__", fast)  # noqa: B010 (mypy refuses assigning a method)
+
+
+_install_fast_init(Event)
 
 
 def is_frozen_dataclass(obj: object) -> bool:

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from core.bench import BenchConfig, run_benchmark
-from core.scenarios import FLOOR_OF, SCENARIOS, run_scenarios
+from pubsub_cli.benchmarking.runner import BenchConfig, run_benchmark
+from pubsub_cli.benchmarking.scenarios import FLOOR_OF, SCENARIOS, run_scenarios
 from pubsub_cli.context import Invocation, shared_options
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.bench import BenchConfig, run_benchmark
-from core.scenarios import SCENARIOS
+from pubsub_cli.benchmarking.runner import BenchConfig, run_benchmark
+from pubsub_cli.benchmarking.scenarios import SCENARIOS
 
 from .conftest import CLI
 

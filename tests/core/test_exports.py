@@ -15,15 +15,6 @@ import core
 # Names in a module's __all__ that stay out of ``core`` on purpose (import them from
 # their module). Adding a public name to a module means deciding: re-export or list here.
 INTERNAL = {
-    "bench": {
-        "SEED_MAX_OVERHEAD",
-        "SEED_MIN_THROUGHPUT",
-        "BenchConfig",
-        "BenchEvent",
-        "BenchReport",
-        "ServiceLevelCheck",
-        "run_benchmark",
-    },  # the benchmark behind `pubsub bench`
     "clock": {"system_clock"},  # the default instance; SystemClock is exported
     "codec": {"decode", "decode_as", "encode", "from_dict", "to_dict"},  # Event methods wrap them
     "consumer": {"Delivered", "Dispatcher", "LogConsumer"},  # the seam's two sides
@@ -44,23 +35,6 @@ INTERNAL = {
     },  # a HandlerOutcome with what its dead letter needs
     "entrypoints": {"GROUPS", "PluginInfo", "discover", "load_plugin", "store_schemes"},  # CLI
     "memory": {"open_memory_store"},  # the entry-point factory
-    "scenarios": {
-        "FLOOR_OF",
-        "SCENARIOS",
-        "Case",
-        "Counter",
-        "Runner",
-        "ScenarioBase",
-        "ScenarioDerived",
-        "floor_cases",
-        "measure",
-        "measure_interleaved",
-        "pubsub_cases",
-        "quiet_gc",
-        "run_scenarios",
-        "timed_loop",
-        "timed_sync_loop",
-    },  # the benchmark behind `pubsub bench --scenarios` and benchmarks/peers.py
     "metrics": {
         "GuardedRecorder",
         "NullMetrics",

@@ -1,5 +1,5 @@
 """Scenarios: the per-event cost of the hot path in the shapes users compare buses by,
-each next to its floor measured in the same run.
+each next to its floor measured in the same run, each measured two ways.
 
 ``run_scenarios`` is what ``pubsub bench --scenarios`` prints and what
 ``benchmarks/peers.py`` puts pubsub's row and the floor's row of its table from:
@@ -10,8 +10,12 @@ each next to its floor measured in the same run.
   ``loop.run_in_executor`` round trip);
 * a handler subscribed to a base class receiving a subclass.
 
-Default policies, metrics on. Each figure is the median of ``repeat`` timed runs
-after a warm-up; they are measurements, never assertions of a unit test.
+Each scenario runs with the events built before the clock starts ("prebuilt") and with
+each event built inside the timed loop, as users publish ("built per publish"); the
+floor of the second way builds its events the same way. Default policies, metrics on.
+Each figure is the median of ``repeat`` timed runs after a warm-up; they are
+measurements, never assertions of a unit test. This module is library code the bench
+command calls: it imports neither typer nor rich.
 """
 
 from __future__ import annotations
@@ -25,18 +29,21 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .bus import EventBus
-from .events import Event
+from core import Event, EventBus
 
 __all__ = [
     "FLOOR_OF",
     "SCENARIOS",
+    "SCENARIO_KINDS",
+    "WAYS",
     "Case",
     "Counter",
     "Runner",
     "ScenarioBase",
     "ScenarioDerived",
+    "both_ways",
     "floor_cases",
+    "label",
     "measure",
     "measure_interleaved",
     "pubsub_cases",
@@ -46,15 +53,27 @@ __all__ = [
     "timed_sync_loop",
 ]
 
-SCENARIOS = (
+SCENARIO_KINDS = (
     "1 async handler",
     "10 async handlers",
     "1 sync handler",
     "1 sync handler (executor)",
     "base-class subscriber",
 )
+WAYS = ("prebuilt", "built per publish")
+
+
+def label(kind: str, way: str) -> str:
+    """The name of a scenario measured one way: ``"1 async handler, prebuilt"``."""
+    return f"{kind}, {way}"
+
+
+SCENARIOS = tuple(label(kind, way) for kind in SCENARIO_KINDS for way in WAYS)
 # Which floor each pubsub scenario is compared with (same name unless listed).
-FLOOR_OF = {"1 sync handler (executor)": "1 sync handler (run_in_executor)"}
+FLOOR_OF = {
+    label("1 sync handler (executor)", way): label("1 sync handler (run_in_executor)", way)
+    for way in WAYS
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +121,13 @@ def quiet_gc() -> Iterator[None]:
             gc.enable()
 
 
-def timed_loop(call: Callable[[Any], Awaitable[Any]], make: Callable[[int], Any]) -> Runner:
-    async def run(n: int) -> float:
+def timed_loop(
+    call: Callable[[Any], Awaitable[Any]], make: Callable[[int], Any], *, built: bool = False
+) -> Runner:
+    """A runner awaiting ``call(event)`` per event; the events are made by ``make``
+    before the clock starts, or inside the timed loop when ``built``."""
+
+    async def prebuilt(n: int) -> float:
         events = [make(i) for i in range(n)]
         with quiet_gc():
             t0 = time.perf_counter()
@@ -111,11 +135,22 @@ def timed_loop(call: Callable[[Any], Awaitable[Any]], make: Callable[[int], Any]
                 await call(e)
             return time.perf_counter() - t0
 
-    return run
+    async def per_publish(n: int) -> float:
+        with quiet_gc():
+            t0 = time.perf_counter()
+            for i in range(n):
+                await call(make(i))
+            return time.perf_counter() - t0
+
+    return per_publish if built else prebuilt
 
 
-def timed_sync_loop(call: Callable[[Any], Any], make: Callable[[int], Any]) -> Runner:
-    async def run(n: int) -> float:
+def timed_sync_loop(
+    call: Callable[[Any], Any], make: Callable[[int], Any], *, built: bool = False
+) -> Runner:
+    """``timed_loop`` for a plain call."""
+
+    async def prebuilt(n: int) -> float:
         events = [make(i) for i in range(n)]
         with quiet_gc():
             t0 = time.perf_counter()
@@ -123,7 +158,25 @@ def timed_sync_loop(call: Callable[[Any], Any], make: Callable[[int], Any]) -> R
                 call(e)
             return time.perf_counter() - t0
 
-    return run
+    async def per_publish(n: int) -> float:
+        with quiet_gc():
+            t0 = time.perf_counter()
+            for i in range(n):
+                call(make(i))
+            return time.perf_counter() - t0
+
+    return per_publish if built else prebuilt
+
+
+def both_ways(
+    kind: str,
+    loop: Callable[..., Runner],
+    call: Callable[[Any], Any],
+    make: Callable[[int], Any],
+    divisor: int = 1,
+) -> dict[str, Case]:
+    """The cases of scenario ``kind``: events prebuilt, and built per publish."""
+    return {label(kind, way): (loop(call, make, built=way != "prebuilt"), divisor) for way in WAYS}
 
 
 # -- floor and pubsub ---------------------------------------------------------------
@@ -148,11 +201,11 @@ def floor_cases(counter: Counter) -> dict[str, Case]:
         await loop.run_in_executor(None, sync_handler, e)
 
     return {
-        "1 async handler": (timed_loop(handler, ScenarioBase), 1),
-        "10 async handlers": (timed_loop(ten, ScenarioBase), 1),
-        "1 sync handler": (timed_sync_loop(sync_handler, ScenarioBase), 1),
-        "1 sync handler (run_in_executor)": (timed_loop(executor, ScenarioBase), 10),
-        "base-class subscriber": (timed_loop(handler, ScenarioDerived), 1),
+        **both_ways("1 async handler", timed_loop, handler, ScenarioBase),
+        **both_ways("10 async handlers", timed_loop, ten, ScenarioBase),
+        **both_ways("1 sync handler", timed_sync_loop, sync_handler, ScenarioBase),
+        **both_ways("1 sync handler (run_in_executor)", timed_loop, executor, ScenarioBase, 10),
+        **both_ways("base-class subscriber", timed_loop, handler, ScenarioDerived),
     }
 
 
@@ -171,18 +224,18 @@ def pubsub_cases(counter: Counter, buses: list[EventBus]) -> dict[str, Case]:
         return bus
 
     one = bus_with(1, handler)
+    inline = bus_with(1, sync_handler, inline=True)
+    executor = bus_with(1, sync_handler)
     return {
-        "1 async handler": (timed_loop(one.publish_async, ScenarioBase), 1),
-        "10 async handlers": (timed_loop(bus_with(10, handler).publish_async, ScenarioBase), 1),
-        "1 sync handler": (
-            timed_loop(bus_with(1, sync_handler, inline=True).publish_async, ScenarioBase),
-            1,
+        **both_ways("1 async handler", timed_loop, one.publish_async, ScenarioBase),
+        **both_ways(
+            "10 async handlers", timed_loop, bus_with(10, handler).publish_async, ScenarioBase
         ),
-        "1 sync handler (executor)": (
-            timed_loop(bus_with(1, sync_handler).publish_async, ScenarioBase),
-            10,
+        **both_ways("1 sync handler", timed_loop, inline.publish_async, ScenarioBase),
+        **both_ways(
+            "1 sync handler (executor)", timed_loop, executor.publish_async, ScenarioBase, 10
         ),
-        "base-class subscriber": (timed_loop(one.publish_async, ScenarioDerived), 1),
+        **both_ways("base-class subscriber", timed_loop, one.publish_async, ScenarioDerived),
     }
 
 
