@@ -316,3 +316,16 @@ class Output:
         from rich.prompt import Confirm
 
         return Confirm.ask(question, console=self.err, default=False)
+
+    # -- how a command ended (cliw) ------------------------------------------------------
+
+    def outcome(self, message: str) -> None:
+        """The one line that says how an interrupted or partial command ended (stderr,
+        shown even with ``-q``: it is the command's result, not a remark)."""
+        self.stderr.write(f"{' '.join(message.split())}\n")
+        self.stderr.flush()
+
+
+def number(value: int) -> str:
+    """A count in a sentence, with thousands separators: ``2,000``, ``563``."""
+    return f"{value:,}"
