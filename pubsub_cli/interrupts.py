@@ -28,6 +28,7 @@ __all__ = [
     "cancel_on_signal",
     "finish_despite_signal",
     "interrupted_by",
+    "terminate_raises",
 ]
 
 T = TypeVar("T")
@@ -52,6 +53,22 @@ def interrupted_by() -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         raise Interrupted(signal.SIGINT) from None
+
+
+@contextlib.contextmanager
+def terminate_raises() -> Iterator[None]:
+    """Within this block (synchronous code, no event loop) SIGTERM raises
+    ``Interrupted(SIGTERM)`` as SIGINT raises ``KeyboardInterrupt``, instead of ending
+    the process where it stands."""
+
+    def on_term(signum: int, frame: object) -> None:
+        raise Interrupted(signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
