@@ -12,6 +12,8 @@ import typer
 from core.bench import BenchConfig, run_benchmark
 from core.scenarios import FLOOR_OF, SCENARIOS, run_scenarios
 from pubsub_cli.context import Invocation, shared_options
+from pubsub_cli.interrupts import Interrupted, cancel_on_signal, interrupted_by
+from pubsub_cli.output import number
 
 
 class StoreChoice(enum.StrEnum):
@@ -53,8 +55,23 @@ def bench(
         f"bench: {events:,} events, {handlers} handler(s), {store.value} store, "
         f"{publishers} publisher(s)"
     )
-    with out.progress(config.events + config.samples, "benchmarking") as advance:
-        report = asyncio.run(run_benchmark(config, progress=advance))
+    measured = 0
+    planned = config.events + config.samples
+
+    def step(n: int) -> None:
+        nonlocal measured
+        measured += n
+        advance(n)
+
+    try:
+        with interrupted_by(), out.progress(planned, "benchmarking") as advance:
+            report = asyncio.run(cancel_on_signal(run_benchmark(config, progress=step)))
+    except Interrupted as stop:
+        out.outcome(
+            f"interrupted after {number(measured)} of {number(planned)} publishes: "
+            "nothing measured (the bench reports only complete runs)"
+        )
+        raise typer.Exit(stop.exit_code) from None
     doc: dict[str, Any] = {
         "config": {
             "events": events,
@@ -89,7 +106,15 @@ def bench(
         "passed": report.passed,
     }
     if scenarios:
-        doc["scenarios"] = _scenarios(inv, events)
+        try:
+            with interrupted_by():
+                doc["scenarios"] = _scenarios(inv, events)
+        except Interrupted as stop:
+            out.outcome(
+                "interrupted during the scenarios: throughput and overhead were measured "
+                "but nothing is reported (the bench reports only complete runs)"
+            )
+            raise typer.Exit(stop.exit_code) from None
     if inv.json:
         out.json(doc)
     else:
@@ -120,7 +145,7 @@ def _scenarios(inv: Invocation, events: int) -> dict[str, dict[str, float]]:
     one entry per scenario."""
     repeat = 5
     with inv.out.progress(2 * len(SCENARIOS) + repeat, "scenarios") as advance:
-        table = asyncio.run(run_scenarios(events, repeat, progress=advance))
+        table = asyncio.run(cancel_on_signal(run_scenarios(events, repeat, progress=advance)))
     rows: dict[str, dict[str, float]] = {}
     for name in SCENARIOS:
         ours = table["pubsub"][name]

@@ -1,0 +1,30 @@
+"""Tests of Ctrl-C during ``pubsub bench`` in a real process: one line says the bench was
+interrupted and how far it got, nothing is reported as measured, the exit is 130."""
+
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+
+from .conftest import Watched, spawn
+
+
+class TestBenchInterrupted:
+    """SIGINT while the bench publishes."""
+
+    def test_one_line_and_130(self, tmp_path: Path) -> None:
+        """A bench far too long to finish, interrupted once it has begun."""
+        proc = Watched(spawn("bench", "--events", "100000000", cwd=tmp_path))
+        proc.expect("bench: 100,000,000 events")
+        proc.proc.send_signal(signal.SIGINT)
+        r = proc.finish()
+        assert r.exit_code == 130, r.stderr
+        last = r.stderr.splitlines()[-1]
+        assert re.fullmatch(
+            r"interrupted after [\d,]+ of 100,020,000 publishes: nothing measured "
+            r"\(the bench reports only complete runs\)",
+            last,
+        ), r.stderr
+        assert "Traceback" not in r.stderr
+        assert r.stdout == ""
