@@ -393,13 +393,18 @@ def run(
                 # A signal during the catch-up cancels it: the bus then drains what
                 # it dispatched, commits that progress and releases the lease.
                 began = time.monotonic()
-                bar = asyncio.create_task(_catch_up_progress(bus, out, checkpoint, end))
+                bar = (
+                    asyncio.create_task(_catch_up_progress(bus, out, checkpoint, end))
+                    if out.interactive
+                    else None
+                )
                 try:
                     started = await _unless_stopped(bus.start(), stop)
                     caught_up = started and await _unless_stopped(bus.drain(), stop)
                 finally:
-                    bar.cancel()
-                    await asyncio.gather(bar, return_exceptions=True)
+                    if bar is not None:
+                        bar.cancel()
+                        await asyncio.gather(bar, return_exceptions=True)
                 if not started:
                     out.note("stopped during catch-up")
                 else:
