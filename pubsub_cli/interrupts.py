@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import signal
 from collections.abc import Awaitable, Callable, Iterator
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 __all__ = [
     "SIGNALS",
     "Interrupted",
+    "SignalCheckpoints",
     "cancel_on_signal",
     "finish_despite_signal",
     "interrupted_by",
@@ -127,3 +129,57 @@ async def finish_despite_signal(
     with _handlers(on_signal):
         result = await work
     return result, (got[0] if got else None)
+
+
+class SignalCheckpoints:
+    """SIGINT/SIGTERM for work that may never give the event loop control (an in-memory
+    benchmark whose awaits never suspend), where a loop signal handler would never run.
+
+    Plain signal handlers run between bytecodes whatever the loop does: the first signal
+    is recorded, ``check()`` (called by the work at its own safe points, such as a
+    progress callback) raises ``Interrupted``, and the task running ``guard(work)`` is
+    cancelled for work that does suspend. A second signal raises ``KeyboardInterrupt``
+    where the program stands. Use it as a context manager around ``asyncio.run``."""
+
+    def __init__(self) -> None:
+        self.got: signal.Signals | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> SignalCheckpoints:
+        for sig in SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.got is not None:
+            raise KeyboardInterrupt
+        self.got = signal.Signals(signum)
+        task = self._task
+        if task is not None and not task.done():
+            task.get_loop().call_soon_threadsafe(task.cancel)
+
+    def check(self) -> None:
+        """Raise ``Interrupted`` once a signal came."""
+        if self.got is not None:
+            raise Interrupted(self.got)
+
+    async def guard(self, work: Awaitable[T]) -> T:
+        """The result of ``work``; ``Interrupted`` once a signal came."""
+        self._task = asyncio.current_task()
+        try:
+            if self.got is not None:  # before the work began: it never starts
+                if inspect.iscoroutine(work):
+                    work.close()
+                raise Interrupted(self.got)
+            return await work
+        except asyncio.CancelledError:
+            if self.got is None:
+                raise
+            raise Interrupted(self.got) from None
+        finally:
+            self._task = None

@@ -12,7 +12,7 @@ import typer
 from core.bench import BenchConfig, run_benchmark
 from core.scenarios import FLOOR_OF, SCENARIOS, run_scenarios
 from pubsub_cli.context import Invocation, shared_options
-from pubsub_cli.interrupts import Interrupted, cancel_on_signal, interrupted_by
+from pubsub_cli.interrupts import Interrupted, SignalCheckpoints
 from pubsub_cli.output import number
 
 
@@ -51,21 +51,28 @@ def bench(
     """Measure throughput and dispatch overhead (p50/p99/max) against the service levels."""
     out = inv.out
     config = BenchConfig(events=events, handlers=handlers, store=store.value, publishers=publishers)
-    out.note(
-        f"bench: {events:,} events, {handlers} handler(s), {store.value} store, "
-        f"{publishers} publisher(s)"
-    )
     measured = 0
     planned = config.events + config.samples
 
+    # An in-memory bench may never give the event loop control: the signal is checked
+    # at each progress report instead of waiting for a loop signal handler.
+    signals = SignalCheckpoints()
+
     def step(n: int) -> None:
         nonlocal measured
+        signals.check()
         measured += n
         advance(n)
 
     try:
-        with interrupted_by(), out.progress(planned, "benchmarking") as advance:
-            report = asyncio.run(cancel_on_signal(run_benchmark(config, progress=step)))
+        with signals:
+            # Announced once the signals are caught: a Ctrl-C after this line is reported.
+            out.note(
+                f"bench: {number(events)} events, {handlers} handler(s), {store.value} store, "
+                f"{publishers} publisher(s)"
+            )
+            with out.progress(planned, "benchmarking") as advance:
+                report = asyncio.run(signals.guard(run_benchmark(config, progress=step)))
     except Interrupted as stop:
         out.outcome(
             f"interrupted after {number(measured)} of {number(planned)} publishes: "
@@ -107,8 +114,8 @@ def bench(
     }
     if scenarios:
         try:
-            with interrupted_by():
-                doc["scenarios"] = _scenarios(inv, events)
+            with SignalCheckpoints() as signals:
+                doc["scenarios"] = _scenarios(inv, events, signals)
         except Interrupted as stop:
             out.outcome(
                 "interrupted during the scenarios: throughput and overhead were measured "
@@ -140,12 +147,19 @@ def bench(
         raise typer.Exit(1)
 
 
-def _scenarios(inv: Invocation, events: int) -> dict[str, dict[str, float]]:
+def _scenarios(
+    inv: Invocation, events: int, signals: SignalCheckpoints
+) -> dict[str, dict[str, float]]:
     """Run core.scenarios and, on a terminal, print its table; the JSON document gets
     one entry per scenario."""
     repeat = 5
     with inv.out.progress(2 * len(SCENARIOS) + repeat, "scenarios") as advance:
-        table = asyncio.run(cancel_on_signal(run_scenarios(events, repeat, progress=advance)))
+
+        def step(n: int) -> None:
+            signals.check()
+            advance(n)
+
+        table = asyncio.run(signals.guard(run_scenarios(events, repeat, progress=step)))
     rows: dict[str, dict[str, float]] = {}
     for name in SCENARIOS:
         ours = table["pubsub"][name]
