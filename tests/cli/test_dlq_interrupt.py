@@ -23,7 +23,7 @@ calls = 0
 
 
 @dataclass(frozen=True, slots=True)
-class Job(Event, type_name="Job"):
+class Job(Event, type_name="GatedJob"):
     n: int
 
 
@@ -45,7 +45,7 @@ class TestRetryInterrupted:
     def test_says_how_far_it_got(self, cli: CLI, tmp_path: Path) -> None:
         """Two of five resolved, then SIGINT: one line says so, exit 130, three stay open."""
         (tmp_path / "gated.py").write_text(GATED)
-        lines = "".join(f'{{"type": "Job", "data": {{"n": {n}}}}}\n' for n in range(5))
+        lines = "".join(f'{{"type": "GatedJob", "data": {{"n": {n}}}}}\n' for n in range(5))
         assert cli("publish", "--app", "gated.py", "--file", "-", input=lines).exit_code == 0
         assert cli("run", "gated.py", "--once").exit_code == 0
         assert len(cli("dlq", "list", "--json").json()["entries"]) == 5  # type: ignore[index]

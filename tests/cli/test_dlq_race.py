@@ -24,7 +24,7 @@ router = Router(name="racing")
 
 
 @dataclass(frozen=True, slots=True)
-class Ping(Event, type_name="Ping"):
+class Ping(Event, type_name="RacePing"):
     n: int
 
 
@@ -46,7 +46,7 @@ async def pong(event: Ping) -> None:
 def racing(cli: CLI, tmp_path: Path) -> CLI:
     """One open dead letter of the handler ``pong``."""
     (tmp_path / "racing.py").write_text(RACING)
-    r = cli("publish", "--app", "racing.py", "Ping", "--data", '{"n": 1}')
+    r = cli("publish", "--app", "racing.py", "RacePing", "--data", '{"n": 1}')
     assert r.exit_code == 0, r.stderr
     r = cli("run", "racing.py", "--once")
     assert r.exit_code == 0, r.stderr

@@ -20,7 +20,7 @@ router = Router(name="stuck")
 
 
 @dataclass(frozen=True, slots=True)
-class Tick(Event, type_name="Tick"):
+class Tick(Event, type_name="StuckTick"):
     n: int
 
 
@@ -38,7 +38,7 @@ class TestReplayInterrupted:
     def test_says_how_far_it_got(self, cli: CLI, tmp_path: Path) -> None:
         """Four of ten events replayed: the line says so and where to go on; exit 130."""
         (tmp_path / "stuck.py").write_text(STUCK)
-        lines = "".join(f'{{"type": "Tick", "data": {{"n": {n}}}}}\n' for n in range(1, 11))
+        lines = "".join(f'{{"type": "StuckTick", "data": {{"n": {n}}}}}\n' for n in range(1, 11))
         assert cli("publish", "--app", "stuck.py", "--file", "-", input=lines).exit_code == 0
         proc = Watched(spawn("replay", "stuck.py", cwd=tmp_path, env={"PUBSUB_DB": str(cli.db)}))
         proc.expect("replay reached tick 5")

@@ -32,7 +32,7 @@ from core import Event
 
 
 @dataclass(frozen=True, slots=True)
-class Other(Event, type_name="Other"):
+class Other(Event, type_name="WorkerOther"):
     x: int
 """
 
@@ -46,7 +46,7 @@ router = Router(name="failing")
 
 
 @dataclass(frozen=True, slots=True)
-class Job(Event, type_name="Job"):
+class Job(Event, type_name="FailingJob"):
     n: int
 
 
@@ -90,14 +90,17 @@ class TestStopSummary:
         """An event of a type the worker does not load: counted, dead-lettered, explained
         (in a process of its own, where the type is not registered)."""
         (tmp_path / "other.py").write_text(OTHER)
-        assert orders("publish", "--app", "other.py", "Other", "--data", '{"x": 1}').exit_code == 0
+        assert (
+            orders("publish", "--app", "other.py", "WorkerOther", "--data", '{"x": 1}').exit_code
+            == 0
+        )
         r = pubsub_process("run", ORDERS, "--once", cwd=tmp_path, env={"PUBSUB_DB": str(orders.db)})
         assert r.exit_code == 0, r.stderr
         assert "1 undecodable; 2 dead letter(s) written" in r.stderr  # Other + GHOST
         assert "warning: 1 event(s) could not be decoded here" in r.stderr
         assert "dead letter of '<decode>'" in r.stderr
         entries = orders("dlq", "list", "--handler", "<decode>", "--json").json()
-        assert [e["event_type"] for e in entries["entries"]] == ["Other"]  # type: ignore[index]
+        assert [e["event_type"] for e in entries["entries"]] == ["WorkerOther"]  # type: ignore[index]
 
     def test_caught_up_line_has_a_rate(self, orders: CLI) -> None:
         """The caught-up line gives the catch-up's duration and rate."""
@@ -171,7 +174,7 @@ class TestFatalStops:
     def test_store_full(self, cli: CLI, tmp_path: Path) -> None:
         """The file cannot grow (max_page_count at its size): one error line, exit 1."""
         (tmp_path / "failing.py").write_text(FAILING)
-        lines = "".join(f'{{"type": "Job", "data": {{"n": {n}}}}}\n' for n in range(3))
+        lines = "".join(f'{{"type": "FailingJob", "data": {{"n": {n}}}}}\n' for n in range(3))
         assert cli("publish", "--app", "failing.py", "--file", "-", input=lines).exit_code == 0
         with sqlite3.connect(cli.db) as conn:
             pages = conn.execute("PRAGMA page_count").fetchone()[0]

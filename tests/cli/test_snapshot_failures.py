@@ -22,7 +22,7 @@ router = Router(name="counting")
 
 
 @dataclass(frozen=True, slots=True)
-class Tick(Event, type_name="Tick"):
+class Tick(Event, type_name="CountTick"):
     n: int
 
 
@@ -53,7 +53,7 @@ from core import Event
 
 
 @dataclass(frozen=True, slots=True)
-class Other(Event, type_name="Other"):
+class Other(Event, type_name="SnapOther"):
     x: int
 """
 
@@ -62,7 +62,7 @@ class Other(Event, type_name="Other"):
 def ticks(cli: CLI, tmp_path: Path) -> CLI:
     """200 ticks in the log."""
     (tmp_path / "counter.py").write_text(COUNTER)
-    lines = "".join(f'{{"type": "Tick", "data": {{"n": {n}}}}}\n' for n in range(1, 201))
+    lines = "".join(f'{{"type": "CountTick", "data": {{"n": {n}}}}}\n' for n in range(1, 201))
     r = cli("publish", "--app", "counter.py", "--file", "-", input=lines)
     assert r.exit_code == 0, r.stderr
     return cli
@@ -105,7 +105,7 @@ class TestCreateRefused:
     def test_restore_refuses_an_incomplete_state(self, ticks: CLI) -> None:
         """Restore with a failing projection: exit 1, the state is not shown."""
         assert ticks("snapshot", "create", "counter.py").exit_code == 0
-        lines = "".join(f'{{"type": "Tick", "data": {{"n": {n}}}}}\n' for n in range(250, 251))
+        lines = "".join(f'{{"type": "CountTick", "data": {{"n": {n}}}}}\n' for n in range(250, 251))
         assert ticks("publish", "--app", "counter.py", "--file", "-", input=lines).exit_code == 0
         r = ticks("snapshot", "restore", "counter.py", "--json", env={"FLAKY": "1"})
         assert r.exit_code == 1
@@ -117,11 +117,11 @@ class TestCreateRefused:
         """An event of a type this command did not import is skipped with a warning (in
         a process of its own: this one has the type registered)."""
         (tmp_path / "other.py").write_text(OTHER)
-        r = ticks("publish", "--app", "other.py", "Other", "--data", '{"x": 1}')
+        r = ticks("publish", "--app", "other.py", "SnapOther", "--data", '{"x": 1}')
         assert r.exit_code == 0, r.stderr
         r = pubsub_process(
             "snapshot", "create", "counter.py", cwd=tmp_path, env={"PUBSUB_DB": str(ticks.db)}
         )
         assert r.exit_code == 0, r.stderr
-        assert "1 event(s) of a type not loaded here (Other) were skipped" in r.stderr
+        assert "1 event(s) of a type not loaded here (SnapOther) were skipped" in r.stderr
         assert len(snapshots(ticks)) == 1
