@@ -417,9 +417,16 @@ class EventBus:
 
     def _internal_error(self, where: str, exc: BaseException, *, once: bool = False) -> None:
         """Background or observer failure: counted, and one warning line in the log
-        (the traceback at debug level)."""
+        (the exception rides along as the record's ``pubsub_error``; the traceback is
+        logged at debug level)."""
         self._counters.internal_errors.append((where, exc))
-        log.warning("pubsub: %s raised %s: %s", where, type(exc).__name__, exc)
+        log.warning(
+            "pubsub: %s raised %s: %s",
+            where,
+            type(exc).__name__,
+            exc,
+            extra={"pubsub_error": exc, "pubsub_where": where},
+        )
         log.debug("pubsub: %s traceback", where, exc_info=exc)
 
     def _run_hooks(self, details: PublishDetails) -> None:

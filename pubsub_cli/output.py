@@ -341,6 +341,14 @@ class Output:
 
         return Confirm.ask(question, console=self.err, default=False)
 
+    # -- how a command ended (cliw) ------------------------------------------------------
+
+    def outcome(self, message: str) -> None:
+        """The one line that says how an interrupted or partial command ended (stderr,
+        shown even with ``-q``: it is the command's result, not a remark)."""
+        self.stderr.write(f"{' '.join(message.split())}\n")
+        self.stderr.flush()
+
 
 class TableStream:
     """A table whose rows are printed as they arrive, a chunk at a time, for listings too
@@ -415,3 +423,30 @@ class TableStream:
             self._output.stdout.write("\n")
             self._output.out.print(caption, markup=False, highlight=False, soft_wrap=True)
         self._output.stdout.flush()
+
+
+def number(value: int) -> str:
+    """A count in a sentence, with thousands separators: ``2,000``, ``563``."""
+    return f"{value:,}"
+
+
+def _json_array_document(
+    stream: TextIO, document: Mapping[str, Any], key: str, items: Iterator[bytes]
+) -> None:
+    head = orjson.dumps(jsonable(dict(document)), option=orjson.OPT_INDENT_2).decode()
+    stream.write(head[:-1].rstrip())  # the object without its closing brace
+    stream.write(f',\n  "{key}": [' if document else f'\n  "{key}": [')
+    first = True
+    for item in items:
+        stream.write(("\n    " if first else ",\n    ") + item.decode())
+        first = False
+    stream.write("\n  ]\n}\n" if not first else "]\n}\n")
+    stream.flush()
+
+
+def json_with_array(
+    out: Output, document: Mapping[str, Any], key: str, items: Iterator[bytes]
+) -> None:
+    """The single JSON document of a ``--json`` command whose ``key`` is a long array,
+    given as encoded JSON values and written one by one (never built in memory)."""
+    _json_array_document(out.stdout, document, key, items)

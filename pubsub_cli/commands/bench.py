@@ -12,6 +12,8 @@ import typer
 from pubsub_cli.benchmarking.runner import BenchConfig, run_benchmark
 from pubsub_cli.benchmarking.scenarios import FLOOR_OF, SCENARIOS, run_scenarios
 from pubsub_cli.context import Invocation, shared_options
+from pubsub_cli.interrupts import Interrupted, SignalCheckpoints
+from pubsub_cli.output import number
 
 
 class StoreChoice(enum.StrEnum):
@@ -49,12 +51,34 @@ def bench(
     """Measure throughput and dispatch overhead (p50/p99/max) against the service levels."""
     out = inv.out
     config = BenchConfig(events=events, handlers=handlers, store=store.value, publishers=publishers)
-    out.note(
-        f"bench: {events:,} events, {handlers} handler(s), {store.value} store, "
-        f"{publishers} publisher(s)"
-    )
-    with out.progress(config.events + config.samples, "benchmarking") as advance:
-        report = asyncio.run(run_benchmark(config, progress=advance))
+    measured = 0
+    planned = config.events + config.samples
+
+    # An in-memory bench may never give the event loop control: the signal is checked
+    # at each progress report instead of waiting for a loop signal handler.
+    signals = SignalCheckpoints()
+
+    def step(n: int) -> None:
+        nonlocal measured
+        signals.check()
+        measured += n
+        advance(n)
+
+    try:
+        with signals:
+            # Announced once the signals are caught: a Ctrl-C after this line is reported.
+            out.note(
+                f"bench: {number(events)} events, {handlers} handler(s), {store.value} store, "
+                f"{publishers} publisher(s)"
+            )
+            with out.progress(planned, "benchmarking") as advance:
+                report = asyncio.run(signals.guard(run_benchmark(config, progress=step)))
+    except Interrupted as stop:
+        out.outcome(
+            f"interrupted after {number(measured)} of {number(planned)} publishes: "
+            "nothing measured (the bench reports only complete runs)"
+        )
+        raise typer.Exit(stop.exit_code) from None
     doc: dict[str, Any] = {
         "config": {
             "events": events,
@@ -89,7 +113,15 @@ def bench(
         "passed": report.passed,
     }
     if scenarios:
-        doc["scenarios"] = _scenarios(inv, events)
+        try:
+            with SignalCheckpoints() as signals:
+                doc["scenarios"] = _scenarios(inv, events, signals)
+        except Interrupted as stop:
+            out.outcome(
+                "interrupted during the scenarios: throughput and overhead were measured "
+                "but nothing is reported (the bench reports only complete runs)"
+            )
+            raise typer.Exit(stop.exit_code) from None
     if inv.json:
         out.json(doc)
     else:
@@ -115,12 +147,19 @@ def bench(
         raise typer.Exit(1)
 
 
-def _scenarios(inv: Invocation, events: int) -> dict[str, dict[str, float]]:
+def _scenarios(
+    inv: Invocation, events: int, signals: SignalCheckpoints
+) -> dict[str, dict[str, float]]:
     """Run core.scenarios and, on a terminal, print its table; the JSON document gets
     one entry per scenario."""
     repeat = 5
     with inv.out.progress(2 * len(SCENARIOS) + repeat, "scenarios") as advance:
-        table = asyncio.run(run_scenarios(events, repeat, progress=advance))
+
+        def step(n: int) -> None:
+            signals.check()
+            advance(n)
+
+        table = asyncio.run(signals.guard(run_scenarios(events, repeat, progress=step)))
     rows: dict[str, dict[str, float]] = {}
     for name in SCENARIOS:
         ours = table["pubsub"][name]

@@ -11,6 +11,8 @@ import typer
 from core.bus import EventBus
 from core.store import DeadLetterStatus, EventStore
 from pubsub_cli.context import ID_MAX, Invocation, PluginOption, shared_options
+from pubsub_cli.interrupts import Interrupted, cancel_on_signal, interrupted_by
+from pubsub_cli.output import number
 from pubsub_cli.records import DEAD_LETTER_COLUMNS, dead_letter_dict, dead_letter_row
 
 app = typer.Typer(help="Inspect and re-drive dead letters.", no_args_is_help=True)
@@ -111,37 +113,33 @@ def retry(
             param_hint="'--app'",
         )
     loaded = inv.load(apps or [], plugins=plugin)
+    results: list[dict[str, Any]] = []
+    total = len(entry_ids or [])
 
-    async def go(bus: EventBus, s: EventStore) -> list[dict[str, Any]]:
+    async def redrive_each(bus: EventBus, s: EventStore) -> None:
+        nonlocal total
         ids = list(entry_ids or [])
         if all_open:
             ids = [e.id for e in await s.list_dead_letters() if e.id is not None]
-        results: list[dict[str, Any]] = []
+        total = len(ids)
         with out.progress(len(ids), "re-driving") as advance:
             for entry_id in ids:
-                entry = await s.get_dead_letter(entry_id)
-                res = await bus.redrive(entry_id)
-                outcome = res.outcome
-                after = await s.get_dead_letter(entry_id)
-                results.append(
-                    {
-                        "id": entry_id,
-                        "handler": entry.handler,
-                        "event_type": entry.event_type,
-                        "resolved": res.resolved,
-                        "already_resolved": res.already_resolved,
-                        "status": outcome.status.value if outcome else None,
-                        "error": None
-                        if outcome is None or outcome.error is None
-                        else f"{type(outcome.error).__name__}: {outcome.error}",
-                        "resolution": after.resolution,
-                        "resolved_at": after.resolved_at,
-                    }
-                )
+                results.append(await _redrive_one(bus, s, entry_id))
                 advance(1)
-        return results
 
-    results = inv.with_bus(loaded, go)
+    try:
+        with interrupted_by():
+            inv.with_bus(loaded, lambda bus, s: cancel_on_signal(redrive_each(bus, s)))
+    except Interrupted as stop:
+        # The entry being re-driven when the signal came stays as it was (open, unless
+        # its handler's success was already recorded): the store resolves by
+        # compare-and-set, so nothing is resolved twice or half.
+        resolved = sum(bool(r["resolved"]) for r in results)
+        out.outcome(
+            f"interrupted after resolving {number(resolved)} of {number(total)} dead "
+            f"letter(s) ({number(len(results))} re-driven); the others are unchanged"
+        )
+        raise typer.Exit(stop.exit_code) from None
     failed = [r for r in results if not r["resolved"] and not r["already_resolved"]]
     if inv.json:
         out.json(
@@ -161,11 +159,7 @@ def retry(
                     r["id"],
                     r["handler"],
                     r["event_type"],
-                    "resolved"
-                    if r["resolved"]
-                    else "already resolved"
-                    if r["already_resolved"]
-                    else f"failed again: {r['error']}",
+                    _result_text(r),
                     r["resolution"],
                     r["resolved_at"],
                 )
@@ -179,11 +173,49 @@ def retry(
         raise typer.Exit(1)
 
 
+async def _redrive_one(bus: EventBus, s: EventStore, entry_id: int) -> dict[str, Any]:
+    """Re-drive one entry; its row of the report."""
+    entry = await s.get_dead_letter(entry_id)
+    res = await bus.redrive(entry_id)
+    outcome = res.outcome
+    after = await s.get_dead_letter(entry_id)
+    return {
+        "id": entry_id,
+        "handler": entry.handler,
+        "event_type": entry.event_type,
+        "resolved": res.resolved,
+        "already_resolved": res.already_resolved,
+        # A re-drive that ran the handler has its outcome, also when it then lost the
+        # compare-and-set to another re-drive; one that found the entry resolved has none.
+        "handler_ran": outcome is not None or res.resolved,
+        "status": outcome.status.value if outcome else None,
+        "error": None
+        if outcome is None or outcome.error is None
+        else f"{type(outcome.error).__name__}: {outcome.error}",
+        "resolution": after.resolution,
+        "resolved_at": after.resolved_at,
+    }
+
+
+def _result_text(r: dict[str, Any]) -> str:
+    if r["resolved"]:
+        return "resolved"
+    if r["already_resolved"]:
+        if r["handler_ran"]:
+            return "handler ran; already resolved by another re-drive"
+        return "already resolved (skipped)"
+    return f"failed again: {r['error']}"
+
+
 def _retry_caption(results: list[dict[str, Any]], failed: int) -> str:
-    """``N re-driven, M failed again``; an entry resolved before is not re-driven."""
-    already = sum(bool(r["already_resolved"]) for r in results)
-    caption = f"{len(results) - already} re-driven, {failed} failed again"
-    return caption + (f", {already} already resolved (skipped)" if already else "")
+    """``N re-driven, M failed again``; an entry resolved before is not re-driven, one
+    resolved by another re-drive while its handler ran here was."""
+    skipped = sum(bool(r["already_resolved"] and not r["handler_ran"]) for r in results)
+    lost = sum(bool(r["already_resolved"] and r["handler_ran"]) for r in results)
+    caption = f"{number(len(results) - skipped)} re-driven, {number(failed)} failed again"
+    if lost:
+        caption += f", {number(lost)} resolved by another re-drive meanwhile"
+    return caption + (f", {number(skipped)} already resolved (skipped)" if skipped else "")
 
 
 @app.command("purge")

@@ -1,19 +1,164 @@
 """Publish: ``pubsub publish`` — append events typed on the command line, from a
-JSON-lines file or from standard input, all or nothing, and print their sequence
-numbers."""
+JSON-lines file or from standard input, and print their sequence numbers.
+
+A JSON-lines input is read twice, never held in memory: the first pass validates every
+line (nothing is written, so a bad line anywhere, or a Ctrl-C, appends nothing), the
+second appends the events in chunks of ``CHUNK``, one transaction each. Standard input
+(and any input that cannot be read twice) is copied to a temporary file during the first
+pass. Once appending has begun, a SIGINT/SIGTERM lets it finish (the summary is printed,
+then the exit is 130/143); a second signal stops at once and says what was appended.
+An input of at most ``CHUNK`` events is one transaction whatever happens; a larger one
+that the store fails in the middle (a full disk) keeps its committed chunks, and the
+error says which lines those are.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any, BinaryIO, NoReturn
 
+import orjson
 import typer
 
 from core.events import Event
-from core.store import EventStore
-from pubsub_cli.context import Invocation, shared_options
-from pubsub_cli.inputs import InputError, event_from_json, parse_lines, read_text_file
+from core.store import AppendResult, EventStore
+from pubsub_cli.context import Invocation, open_store, shared_options
+from pubsub_cli.inputs import InputError, event_from_json, event_of_line, numbered_lines, open_jsonl
+from pubsub_cli.interrupts import (
+    Interrupted,
+    finish_despite_signal,
+    interrupted_by,
+    terminate_raises,
+)
+from pubsub_cli.output import Output, json_with_array, number
+
+CHUNK = 5_000  # events per append call (one transaction): what bounds memory
+_TICK = 4_096  # lines between progress updates
+
+
+@dataclass(slots=True)
+class _Checked:
+    """What the validating pass found; the input to read again for appending."""
+
+    source: str
+    reopen: Path | None  # the file itself (read again), or None: ``spool`` holds a copy
+    spool: IO[bytes] | None
+    stat: tuple[int, int] | None  # (size, mtime) of the file when it was validated
+    events: int = 0
+    skipped: list[InputError] = field(default_factory=list)
+    skipped_lines: set[int] = field(default_factory=set)
+    errors: int = 0
+    first_error: InputError | None = None
+
+    def lines(self) -> Iterator[tuple[int, bytes]]:
+        if self.reopen is not None:
+            with self.reopen.open("rb") as f:
+                yield from numbered_lines(f)
+            return
+        assert self.spool is not None
+        self.spool.seek(0)
+        yield from numbered_lines(self.spool)
+
+
+@dataclass(slots=True)
+class _Appended:
+    """What the appending pass committed so far."""
+
+    out: Output
+    json: IO[bytes] | None  # the --json rows, kept on disk until the document is written
+    appended: int = 0
+    duplicates: int = 0
+    first_line: int | None = None
+    last_line: int | None = None
+
+    def add(self, results: list[AppendResult], events: list[Event], lines: list[int]) -> None:
+        for r, e, line in zip(results, events, lines, strict=True):
+            if r.duplicate:
+                self.duplicates += 1
+            else:
+                self.appended += 1
+            if self.json is not None:
+                row: dict[str, Any] = {
+                    "seq": r.seq,
+                    "id": str(r.event_id),
+                    "type": e.event_type,
+                    "duplicate": r.duplicate,
+                }
+                if line:
+                    row["line"] = line
+                self.json.write(orjson.dumps(row) + b"\n")
+            else:
+                self.out.line(f"{r.seq}" + (" (duplicate: already stored)" if r.duplicate else ""))
+        if lines:
+            self.first_line = lines[0] if self.first_line is None else self.first_line
+            self.last_line = lines[-1]
+
+    @property
+    def done(self) -> int:
+        return self.appended + self.duplicates
+
+    def where(self) -> str:
+        if self.first_line is None:
+            return ""
+        return f" (lines {number(self.first_line)}..{number(self.last_line or 0)})"
+
+
+def _validate(stream: BinaryIO, source: str, checked: _Checked, inv: Invocation) -> None:
+    """The first pass: parse every line, count the events, keep the problems (and, for
+    an input that cannot be read again, a copy)."""
+    out = inv.out
+    spool = checked.spool
+    out.ready(f"validating {source}")
+    with out.progress(None, f"validating {source}") as advance:
+        for n, raw in numbered_lines(stream):
+            if spool is not None:
+                spool.write(raw)
+                spool.write(b"\n")
+            if not n % _TICK:
+                advance(_TICK)
+            try:
+                if event_of_line(raw, f"{source} line {n}") is not None:
+                    checked.events += 1
+            except InputError as exc:
+                checked.errors += 1
+                checked.first_error = checked.first_error or exc
+                checked.skipped.append(exc)
+                checked.skipped_lines.add(n)
+
+
+async def _append_lines(
+    store: EventStore, checked: _Checked, done: _Appended, advance: Any
+) -> None:
+    """The second pass: the valid lines again, appended ``CHUNK`` events at a time."""
+    events: list[Event] = []
+    lines: list[int] = []
+    for n, raw in checked.lines():
+        if n in checked.skipped_lines:
+            continue
+        try:
+            event = event_of_line(raw, f"{checked.source} line {n}")
+        except InputError as exc:
+            raise InputError(
+                exc.where, f"{exc.problem} (the file changed while publishing)"
+            ) from None
+        if event is None:
+            continue
+        events.append(event)
+        lines.append(n)
+        if len(events) >= CHUNK:
+            done.add(await store.append(events), events, lines)
+            advance(len(events))
+            events, lines = [], []
+    if events:
+        done.add(await store.append(events), events, lines)
+        advance(len(events))
 
 
 @shared_options(app_dir=True)
@@ -31,7 +176,8 @@ def publish(
         typer.Option(
             "--file",
             "-f",
-            help='JSON lines {"type": ..., "data": {...}}; "-" reads standard input',
+            help='JSON lines {"type": ..., "data": {...}} (or an events list --json export); '
+            '"-" reads standard input',
             metavar="PATH",
         ),
     ] = None,
@@ -64,58 +210,156 @@ def publish(
     if apps:
         inv.load(apps, require_routers=False)
 
-    events: list[Event]
-    lines: list[int] = []
-    skipped: list[InputError] = []
     if type_name is not None:
         assert data is not None
-        events = [event_from_json(type_name, data, "--data")]
+        _publish_one(inv, event_from_json(type_name, data, "--data"))
+        return
+    assert file is not None
+    try:
+        with interrupted_by(), tempfile.TemporaryFile() as spool:
+            with terminate_raises():
+                checked = _check_input(inv, file, spool, skip_invalid)
+            _publish_checked(inv, checked)
+    except Interrupted as stop:
+        out.outcome("interrupted: nothing appended")
+        raise typer.Exit(stop.exit_code) from None
+
+
+def _check_input(inv: Invocation, file: str, spool: IO[bytes], skip_invalid: bool) -> _Checked:
+    """Validate the input (the first pass); raise the first problem unless
+    ``skip_invalid``, when each is reported and skipped."""
+    out = inv.out
+    if file == "-":
+        checked = _Checked("<stdin>", None, spool, None)
+        _validate(sys.stdin.buffer, checked.source, checked, inv)
     else:
-        assert file is not None
-        if file == "-":
-            source, text = "<stdin>", sys.stdin.read()
-        else:
-            source, text = file, read_text_file(Path(file))
-        parsed = parse_lines(text.splitlines(), source)
-        if parsed.errors and not skip_invalid:
-            first = parsed.errors[0]
-            more = len(parsed.errors) - 1
-            suffix = f" (and {more} more invalid line(s))" if more else ""
-            raise InputError(
-                first.where,
-                f"{first.problem}{suffix}; nothing was appended (--skip-invalid appends the rest)",
+        path = Path(file)
+        with open_jsonl(path) as stream:
+            st = os.fstat(stream.fileno())
+            regular = path.is_file()
+            checked = _Checked(
+                file,
+                path if regular else None,
+                None if regular else spool,
+                (st.st_size, st.st_mtime_ns) if regular else None,
             )
-        events, lines, skipped = parsed.events, parsed.lines, parsed.errors
-        for problem in skipped:
-            out.warn(f"skipped {problem}")
+            _validate(stream, file, checked, inv)
+    if checked.first_error is not None and not skip_invalid:
+        first = checked.first_error
+        more = checked.errors - 1
+        suffix = f" (and {number(more)} more invalid line(s))" if more else ""
+        raise InputError(
+            first.where,
+            f"{first.problem}{suffix}; nothing was appended (--skip-invalid appends the rest)",
+        )
+    for problem in checked.skipped:
+        out.warn(f"skipped {problem}")
+    if checked.stat is not None and checked.reopen is not None:
+        st = checked.reopen.stat()
+        if (st.st_size, st.st_mtime_ns) != checked.stat:
+            raise InputError(checked.source, "the file changed while it was read; nothing appended")
+    return checked
 
-    async def append(s: EventStore) -> list[Any]:
-        return list(await s.append(events)) if events else []
 
-    results = inv.with_store(append, create=True)
-    rows = [
-        {
-            "seq": r.seq,
-            "id": str(r.event_id),
-            "type": e.event_type,
-            "duplicate": r.duplicate,
-            **({"line": lines[i]} if lines else {}),
-        }
-        for i, (r, e) in enumerate(zip(results, events, strict=True))
-    ]
+def _publish_checked(inv: Invocation, checked: _Checked) -> None:
+    """Append what the first pass validated (the second pass) and report it."""
+    out = inv.out
+    total = checked.events
+    if not total:
+        # Nothing to append: no store is opened (or created) for it.
+        _report(inv, _Appended(out, None), checked.skipped, empty=checked.source)
+        return
+    with tempfile.TemporaryFile() as rows:
+        done = _Appended(out, rows if inv.json else None)
+
+        def announce(sig: signal.Signals) -> None:
+            out.outcome(
+                f"{sig.name}: finishing the append of all {number(total)} validated event(s) "
+                "(all or nothing; send it again to stop now)"
+            )
+
+        def force(sig: signal.Signals) -> NoReturn:
+            out.outcome(
+                f"{sig.name} again: stopped; {number(done.done)} of {number(total)} event(s) "
+                f"were appended{done.where()}, the chunk being written may be too, the rest "
+                "was not"
+            )
+            sys.stdout.flush()
+            os._exit(128 + int(sig))
+
+        async def go() -> signal.Signals | None:
+            async def work() -> None:
+                async with open_store(inv.settings, create=True) as store:
+                    out.ready(f"appending {number(total)} event(s) to {store.url}")
+                    with out.progress(total, "appending") as advance:
+                        await _append_lines(store, checked, done, advance)
+
+            _, sig = await finish_despite_signal(work(), announce=announce, force=force)
+            return sig
+
+        try:
+            sig = asyncio.run(go())
+        except Interrupted:
+            raise
+        except BaseException as exc:
+            if done.done and isinstance(exc, Exception):
+                out.error(
+                    f"{exc}; {number(done.done)} of {number(total)} event(s) had been appended"
+                    f"{done.where()} in committed chunks of {number(CHUNK)}, the rest was not",
+                    exc,
+                )
+                raise typer.Exit(1) from None
+            raise
+        _report(inv, done, checked.skipped)
+    if sig is not None:
+        out.outcome(f"interrupted ({sig.name}) after the append finished: nothing was lost")
+        raise typer.Exit(128 + int(sig))
+
+
+def _publish_one(inv: Invocation, event: Event) -> None:
+    """Append the single ``--data`` event and report it."""
+    with tempfile.TemporaryFile() as rows:
+        done = _Appended(inv.out, rows if inv.json else None)
+
+        async def append(s: EventStore) -> None:
+            done.add(await s.append([event]), [event], [0])
+
+        inv.with_store(append, create=True)
+        _report(inv, done, [])
+
+
+def _report(
+    inv: Invocation, done: _Appended, skipped: list[InputError], *, empty: str | None = None
+) -> None:
+    out = inv.out
     if inv.json:
-        out.json(
-            {
-                "appended": sum(not r["duplicate"] for r in rows),
-                "duplicates": sum(bool(r["duplicate"]) for r in rows),
-                "events": rows,
-                "skipped": [{"where": p.where, "error": p.problem} for p in skipped],
-            }
+        doc = {
+            "appended": done.appended,
+            "duplicates": done.duplicates,
+            "skipped": [{"where": p.where, "error": p.problem} for p in skipped],
+        }
+        json_with_array(out, doc, "events", _rows(done.json))
+        return
+    if empty is not None:
+        out.note(
+            f"nothing appended: {empty} holds no event"
+            + (f" (skipped {number(len(skipped))} invalid line(s))" if skipped else "")
         )
         return
-    for r in rows:
-        out.line(f"{r['seq']}" + (" (duplicate: already stored)" if r["duplicate"] else ""))
     out.note(
-        f"appended {sum(not r['duplicate'] for r in rows)} event(s) to {inv.settings.store_url}"
-        + (f", skipped {len(skipped)} invalid line(s)" if skipped else "")
+        f"appended {number(done.appended)} event(s) to {inv.settings.store_url}"
+        + (
+            f", {number(done.duplicates)} already stored (same id: not appended again)"
+            if done.duplicates
+            else ""
+        )
+        + (f", skipped {number(len(skipped))} invalid line(s)" if skipped else "")
     )
+
+
+def _rows(spool: IO[bytes] | None) -> Iterator[bytes]:
+    if spool is None:
+        return
+    spool.seek(0)
+    for line in spool:
+        yield line.rstrip(b"\n")

@@ -23,6 +23,8 @@ from pubsub_cli.context import (
     UntilOption,
     shared_options,
 )
+from pubsub_cli.interrupts import Interrupted, cancel_on_signal, interrupted_by
+from pubsub_cli.output import number
 from pubsub_cli.times import time_range
 
 
@@ -102,6 +104,32 @@ async def _plan(
     }
 
 
+def _handler_names(wanted: list[str] | None, known: list[str]) -> list[str] | None:
+    """The loaded handlers ``--handler`` names: each value is a full name, or the part
+    after its last dot when exactly one loaded handler ends so (``audit`` for
+    ``orders.audit``). A short name two handlers share is a usage error naming both."""
+    if not wanted:
+        return None
+    chosen: list[str] = []
+    for name in wanted:
+        if name in known:
+            chosen.append(name)
+            continue
+        matches = sorted(k for k in known if k.rpartition(".")[2] == name)
+        if len(matches) > 1:
+            raise typer.BadParameter(
+                f"{name!r} is ambiguous: it may be {', '.join(map(repr, matches))}; "
+                "give the full name",
+                param_hint="'--handler'",
+            )
+        if not matches:
+            raise SubscriptionError(
+                f"no handler named {name!r} is loaded; loaded: {', '.join(sorted(known))}"
+            )
+        chosen.append(matches[0])
+    return chosen
+
+
 @shared_options(app_dir=True)
 def replay(
     inv: Invocation,
@@ -144,24 +172,31 @@ def replay(
     loaded = inv.load(targets, plugins=plugin)
 
     log_end = 0
+    total: int | None = None
+    finished = 0  # events whose dispatch is over (replay asked for the next one)
+    first_seq: int | None = None
+    last_seq: int | None = None
+
+    async def counted(records: AsyncIterator[StoredEvent]) -> AsyncIterator[StoredEvent]:
+        nonlocal finished, first_seq, last_seq
+        async for record in records:
+            yield record
+            finished += 1
+            first_seq = record.seq if first_seq is None else first_seq
+            last_seq = record.seq
 
     async def go(bus: EventBus, s: EventStore) -> tuple[dict[str, Any], ReplayReport | None]:
-        nonlocal log_end
+        nonlocal log_end, total
         log_end = await s.last_seq()
-        if handler:
-            known = {sub.name for sub in bus.subscriptions}
-            unknown = [h for h in handler if h not in known]
-            if unknown:
-                raise SubscriptionError(
-                    f"no handler named {unknown[0]!r} is loaded; loaded: {', '.join(sorted(known))}"
-                )
+        chosen = _handler_names(handler, [sub.name for sub in bus.subscriptions])
         if dry_run:
-            return await _plan(bus, s, rng, handler), None
+            return await _plan(bus, s, rng, chosen), None
         # The real run does not read the range twice: the sequence is gap-free, so a
         # range by sequence alone knows its size; other selections get a bar without
         # a total.
         plan = {"selection": rng.describe()}
-        with out.progress(await _size(s, rng, log_end), "replaying") as advance:
+        total = await _size(s, rng, log_end)
+        with out.progress(total, "replaying") as advance:
             done = 0
 
             def progress(n: int) -> None:
@@ -169,12 +204,25 @@ def replay(
                 advance(n - done)
                 done = n
 
-            report = await bus.replay(
-                rng.read(s), handlers=handler or None, rate=rate, progress=progress
+            report = await cancel_on_signal(
+                bus.replay(
+                    counted(rng.read(s)), handlers=chosen or None, rate=rate, progress=progress
+                )
             )
         return plan, report
 
-    plan, report = inv.with_bus(loaded, go)
+    try:
+        with interrupted_by():
+            plan, report = inv.with_bus(loaded, go)
+    except Interrupted as stop:
+        of = f" of {number(total)}" if total is not None else ""
+        where = f" (seq {first_seq}..{last_seq})" if first_seq is not None else ""
+        out.outcome(
+            f"interrupted after {number(finished)}{of} event(s){where}: the replay moved no "
+            "checkpoint and appended nothing; run it again with --from-seq "
+            f"{(last_seq or rng.from_seq - 1) + 1} to go on"
+        )
+        raise typer.Exit(stop.exit_code) from None
     nothing = f"no stored event matches the selection (the log ends at seq {log_end})"
     if report is None:
         if inv.json:

@@ -6,23 +6,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Annotated, Any
 
 import typer
 
 from core.bus import EventBus
+from core.errors import GroupLockedError, PubSubError, StoreUnavailableError
 from pubsub_cli.context import Invocation, open_store, shared_options
 from pubsub_cli.inputs import InputError, parse_line
-from pubsub_cli.output import Output
+from pubsub_cli.output import Output, number
+from pubsub_cli.targets import LoadedTargets
 from pubsub_cli.wiring import build_bus
 
 _FORCED = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class _WorkerStopped(PubSubError):
+    """Raised when the worker had to stop: its lease was taken over, or the store
+    refused to save its progress. The message says which and what happens next."""
 
 
 def _install_signals(stop: asyncio.Event, out: Output) -> None:
@@ -162,13 +171,17 @@ async def _status_line(bus: EventBus, rate: float) -> str:
     # The bus only knows the positions it has read; the store knows where the log ends.
     last = max(s.last_seq, await store.last_seq()) if store is not None else s.last_seq
     return (
-        f"{rate:,.0f} handled/s · handled {s.handled_ok:,} ok, {s.handled_failed:,} failed · "
-        f"DLQ {dlq:,} open · checkpoint {s.checkpoint:,} of {last:,}"
+        f"{rate:,.0f} handled/s · handled {number(s.handled_ok)} ok, "
+        f"{number(s.handled_failed)} failed · DLQ {number(dlq)} open · "
+        f"checkpoint {number(s.checkpoint)} of {number(last)}"
     )
 
 
 async def _status(bus: EventBus, out: Output, every: float, stop: asyncio.Event) -> None:
-    last_ok = 0
+    """A status line every ``every`` seconds; its rate is the events handled in that
+    interval divided by its length (the catch-up before it is not counted)."""
+    first = bus.statistics()
+    last_ok = first.handled_ok + first.handled_failed
     last_at = time.monotonic()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -179,6 +192,96 @@ async def _status(bus: EventBus, out: Output, every: float, stop: asyncio.Event)
         rate = (handled - last_ok) / (now - last_at) if now > last_at else 0.0
         last_ok, last_at = handled, now
         out.status(await _status_line(bus, rate))
+
+
+async def _catch_up_progress(bus: EventBus, out: Output, checkpoint: int, end: int) -> None:
+    """A progress bar of the catch-up on a terminal (display only: it reads the bus's
+    statistics a few times a second until it is cancelled)."""
+    with out.progress(max(end - checkpoint, 0), "catching up") as advance:
+        shown = checkpoint
+        while True:
+            seen = min(bus.statistics().checkpoint, end)
+            if seen > shown:
+                advance(seen - shown)
+                shown = seen
+            await asyncio.sleep(0.25)
+
+
+def _rate(events: int, seconds: float) -> str:
+    return f"{events / seconds:,.0f} events/s" if seconds > 0 else "-"
+
+
+class _WorkerLog(logging.Handler):
+    """The library's log while the worker runs: one ``warning:`` line per distinct
+    problem (the traceback with ``-v``) instead of logging's last-resort tracebacks,
+    and the two problems a worker cannot go on with — its lease taken over, or a store
+    that refuses to save progress (a full disk, a read-only or vanished file) — kept in
+    ``fatal`` and ``stop`` set, so the worker ends with one ``error:`` line."""
+
+    def __init__(self, out: Output, stop: asyncio.Event) -> None:
+        super().__init__(logging.WARNING)
+        self.out = out
+        self.stop = stop
+        self.fatal: BaseException | None = None
+        self._seen: set[tuple[str, str]] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            exc = getattr(record, "pubsub_error", None)
+            if exc is None and record.exc_info:
+                exc = record.exc_info[1]
+            where = getattr(record, "pubsub_where", None)
+            if where is None:
+                where = str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
+            if isinstance(exc, GroupLockedError) or (
+                isinstance(exc, StoreUnavailableError) and where == "checkpoint commit"
+            ):
+                if self.fatal is None:
+                    self.fatal = exc
+                self.stop.set()
+                return
+            key = (where, type(exc).__name__)
+            if key in self._seen:
+                return
+            self._seen.add(key)
+            self.out.warn(record.getMessage().removeprefix("pubsub: "))
+            if self.out.verbose and exc is not None:
+                self.out.stderr.write("".join(traceback.format_exception(exc)))
+        except Exception:  # a broken log line never stops the worker
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _worker_log(out: Output, stop: asyncio.Event) -> Iterator[_WorkerLog]:
+    logger = logging.getLogger("pubsub")
+    handler = _WorkerLog(out, stop)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _fatal_message(exc: BaseException, group: str) -> str:
+    if isinstance(exc, GroupLockedError):
+        return (
+            f"the lease of group {group!r} was lost to {exc.holder!r}: this worker stopped "
+            "dispatching (a stall longer than --lease-ttl?); the new holder delivers its "
+            "unfinished events again"
+        )
+    return (
+        f"{exc}; the worker stopped: progress after the last saved checkpoint was not "
+        "saved and is delivered again on the next run"
+    )
+
+
+def _subscription_count(loaded: LoadedTargets) -> int:
+    return sum(len(r.subscriptions) for _, r in loaded.routers) + sum(
+        len(b.subscriptions) for _, b in loaded.buses
+    )
 
 
 def _group_name(value: str | None) -> str | None:
@@ -235,6 +338,17 @@ def run(
     status_every: Annotated[
         float, typer.Option("--status-every", min=0.1, help="Seconds between status lines")
     ] = 5.0,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(
+            "--lease-ttl",
+            envvar="PUBSUB_LEASE_TTL",
+            show_envvar=True,
+            min=0.1,
+            help="Seconds the group's lease lasts without a heartbeat (renewed every third "
+            "of it); a worker stalled longer loses the group to the next one",
+        ),
+    ] = 15.0,
 ) -> None:
     """Run handlers as the group's worker: catch up, follow new events, drain on signal."""
     settings = inv.resolve(group=group, graceful_timeout=graceful_timeout)
@@ -242,64 +356,113 @@ def run(
     if not targets and not plugin:
         raise typer.BadParameter("give at least one TARGET or --plugin NAME", param_hint="TARGET")
     loaded = inv.load(targets or [], plugins=plugin)
+    if not _subscription_count(loaded):
+        given = ", ".join([*(targets or []), *(f"--plugin {p}" for p in plugin or [])])
+        raise typer.BadParameter(
+            f"no handlers found in {given}: its routers have no subscriptions, so the "
+            "group would move past every event unhandled",
+            param_hint="TARGET",
+        )
 
     async def go() -> None:
         stop = asyncio.Event()
         _install_signals(stop, out)
         try:
-            async with open_store(settings, create=True) as s:
-                checkpoint = await s.load_checkpoint(settings.group)
-                bus = build_bus(
-                    loaded, s, group=settings.group, close_timeout=settings.graceful_timeout
-                )
-                names = ", ".join(sub.name for sub in bus.subscriptions)
-                out.note(f"handlers: {names}")
-                helpers: list[asyncio.Task[Any]] = []
+            with _worker_log(out, stop) as log:
                 try:
-                    # A signal during the catch-up cancels it: the bus then drains what
-                    # it dispatched, commits that progress and releases the lease.
-                    if not await _unless_stopped(bus.start(), stop):
-                        out.note("stopped during catch-up")
-                    else:
-                        if stdin:
-                            reader = asyncio.create_task(_read_stdin(bus, out))
-                            if once:
-                                await _unless_stopped(reader, stop)
-                            else:
-                                helpers.append(reader)
-                        if await _unless_stopped(bus.drain(), stop):
-                            caught = bus.statistics().last_seq - checkpoint
-                            out.ready(
-                                f"caught up {max(caught, 0)} event(s) in group "
-                                f"{settings.group!r} (checkpoint {checkpoint})"
-                            )
-                        if not once and not stop.is_set():
-                            if out.interactive:
-                                helpers.append(
-                                    asyncio.create_task(_status(bus, out, status_every, stop))
-                                )
-                            out.ready(
-                                f"following {settings.store_url} as {bus.holder} "
-                                "(Ctrl-C or SIGTERM to stop)"
-                            )
-                            await bus.follow(stop, poll_interval=poll)
-                finally:
-                    for task in helpers:
-                        task.cancel()
-                    await asyncio.gather(*helpers, return_exceptions=True)
-                    drained = await bus.drain(settings.graceful_timeout)
-                    if not drained:
-                        out.warn(
-                            f"in-flight work did not finish within {settings.graceful_timeout}s; "
-                            "unfinished events will be delivered again"
-                        )
-                    await bus.aclose(timeout=0 if not drained else settings.graceful_timeout)
-                s_final = bus.statistics()
-                out.note(
-                    f"stopped: handled {s_final.handled_ok} ok, {s_final.handled_failed} failed; "
-                    f"checkpoint {s_final.checkpoint} saved for group {settings.group!r}"
-                )
+                    await work(stop)
+                except GroupLockedError as exc:  # the consumer found its lease taken
+                    raise _WorkerStopped(_fatal_message(log.fatal or exc, settings.group)) from exc
+                except PubSubError:
+                    if log.fatal is None:
+                        raise
+                if log.fatal is not None:
+                    raise _WorkerStopped(_fatal_message(log.fatal, settings.group))
         finally:
             _remove_signals()
+
+    async def work(stop: asyncio.Event) -> None:
+        async with open_store(settings, create=True) as s:
+            checkpoint = await s.load_checkpoint(settings.group)
+            end = await s.last_seq()
+            bus = build_bus(
+                loaded,
+                s,
+                group=settings.group,
+                close_timeout=settings.graceful_timeout,
+                lease_ttl=lease_ttl,
+            )
+            names = ", ".join(sub.name for sub in bus.subscriptions)
+            out.note(f"handlers: {names}")
+            helpers: list[asyncio.Task[Any]] = []
+            try:
+                # A signal during the catch-up cancels it: the bus then drains what
+                # it dispatched, commits that progress and releases the lease.
+                began = time.monotonic()
+                bar = (
+                    asyncio.create_task(_catch_up_progress(bus, out, checkpoint, end))
+                    if out.interactive
+                    else None
+                )
+                try:
+                    started = await _unless_stopped(bus.start(), stop)
+                    caught_up = started and await _unless_stopped(bus.drain(), stop)
+                finally:
+                    if bar is not None:
+                        bar.cancel()
+                        await asyncio.gather(bar, return_exceptions=True)
+                if not started:
+                    out.note("stopped during catch-up")
+                else:
+                    if caught_up:
+                        caught = max(bus.statistics().last_seq - checkpoint, 0)
+                        took = time.monotonic() - began
+                        out.ready(
+                            f"caught up {number(caught)} event(s) in group "
+                            f"{settings.group!r} (checkpoint {number(checkpoint)}) in "
+                            f"{took:.1f}s, {_rate(caught, took)}"
+                        )
+                    if stdin:
+                        reader = asyncio.create_task(_read_stdin(bus, out))
+                        if once:
+                            await _unless_stopped(reader, stop)
+                            await _unless_stopped(bus.drain(), stop)
+                        else:
+                            helpers.append(reader)
+                    if not once and not stop.is_set():
+                        if out.interactive:
+                            helpers.append(
+                                asyncio.create_task(_status(bus, out, status_every, stop))
+                            )
+                        out.ready(
+                            f"following {settings.store_url} as {bus.holder} "
+                            "(Ctrl-C or SIGTERM to stop)"
+                        )
+                        await bus.follow(stop, poll_interval=poll)
+            finally:
+                for task in helpers:
+                    task.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
+                drained = await bus.drain(settings.graceful_timeout)
+                if not drained:
+                    out.warn(
+                        f"in-flight work did not finish within {settings.graceful_timeout}s; "
+                        "unfinished events will be delivered again"
+                    )
+                await bus.aclose(timeout=0 if not drained else settings.graceful_timeout)
+            final = bus.statistics()
+            if final.undecodable:
+                out.warn(
+                    f"{number(final.undecodable)} event(s) could not be decoded here (a type "
+                    "no loaded module defines, or a bad payload): each is a dead letter of "
+                    "'<decode>'; load the module that defines it and "
+                    "'pubsub dlq retry --all --app ...' re-drives them"
+                )
+            out.note(
+                f"stopped: handled {number(final.handled_ok)} ok, "
+                f"{number(final.handled_failed)} failed, {number(final.undecodable)} "
+                f"undecodable; {number(final.dead_lettered)} dead letter(s) written; "
+                f"checkpoint {number(final.checkpoint)} saved for group {settings.group!r}"
+            )
 
     asyncio.run(go())

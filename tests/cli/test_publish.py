@@ -136,7 +136,10 @@ class TestFile:
         path.write_bytes(good.encode() + b"\n" + '{"type": "caf\u00e9"}\n'.encode("latin-1"))
         r = cli("publish", "--app", ORDERS, "--file", str(path))
         assert r.exit_code == 1
-        assert r.error_line == f"error: {path} line 2: not UTF-8 text (byte 0xe9)"
+        assert r.error_line == (
+            f"error: {path} line 2: not UTF-8 text (byte 0xe9); nothing was appended "
+            "(--skip-invalid appends the rest)"
+        )
         assert "Traceback" not in r.stderr
         assert not (tmp_path / "pubsub.db").exists()
 
