@@ -14,7 +14,9 @@ The file is checked through a read-only connection before anything writes to it 
 group-commit ``writer``, and one read-only connection for reads, so a long read never
 blocks an append. Reads page through the log by sequence number (keyset pagination) and
 verify every payload's checksum. WAL checkpoints are off (``wal_autocheckpoint=0``) until
-``enable_wal_checkpoints`` is called by the one live worker of the file.
+the store takes a consumer lease (``acquire_lease``: the lease holder is the one live
+worker of the file; ``enable_wal_checkpoints`` does the same without a lease).
+``commit_progress`` given the worker's lease is fenced by it inside its transaction.
 """
 
 from __future__ import annotations
@@ -306,7 +308,8 @@ class SQLiteEventStore:
         """Let this process checkpoint the WAL (the live worker of the file calls this
         when it takes a consumer lease; publishers never checkpoint)."""
         await self._write_link().run(
-            transactions.execute_pragma, "PRAGMA wal_autocheckpoint = 1000"
+            transactions.execute_pragma,
+            f"PRAGMA wal_autocheckpoint = {transactions.WAL_AUTOCHECKPOINT}",
         )
 
     def statistics(self) -> SQLiteStoreStatistics:
@@ -453,12 +456,18 @@ class SQLiteEventStore:
         return int(rows[0][0]) if rows else 0
 
     async def commit_progress(
-        self, group: str, seq: int, dead_letters: Sequence[DeadLetter] = ()
+        self,
+        group: str,
+        seq: int,
+        dead_letters: Sequence[DeadLetter] = (),
+        *,
+        lease: Lease | None = None,
     ) -> None:
         int64("seq", seq)
         rows = _dead_letter_rows(dead_letters)
         now = time.time_ns() // 1000
-        await self._write_link().run(transactions.commit_progress, group, seq, rows, now)
+        fence = None if lease is None else (lease.holder, self._wall())
+        await self._write_link().run(transactions.commit_progress, group, seq, rows, now, fence)
 
     async def groups(self) -> list[GroupInfo]:
         rows = await self._reader.run(
@@ -487,8 +496,10 @@ class SQLiteEventStore:
         return out
 
     async def acquire_lease(self, group: str, holder: str, ttl: float) -> Lease:
+        """Take the group's lease; the holder is the file's live worker, so from now on
+        this store also checkpoints the WAL (publishers never do)."""
         return await self._write_link().run(
-            transactions.acquire_lease, group, holder, ttl, self._wall()
+            transactions.acquire_lease, group, holder, ttl, self._wall(), True
         )
 
     async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
