@@ -34,7 +34,6 @@ from .errors import EventDecodeError, EventDefinitionError, UnknownEventTypeErro
 from .events import Event, EventRegistry, default_registry
 
 __all__ = [
-    "NO_HOLDER",
     "AppendResult",
     "DeadLetter",
     "DeadLetterQueue",
