@@ -10,6 +10,8 @@ aiosqlite has no public equivalent. ``Link.submit`` puts the function on the sam
 (``Connection._tx``) at once, which lets the group-commit writer start a transaction
 from a callback, before the tasks already scheduled run.
 
+``FileGuard`` notices a store file deleted or replaced under an open connection.
+
 No ``sqlite3.Error`` leaves this package raw: ``store_error`` turns each into a
 ``StoreUnavailableError`` whose one-line message says what happened and what to do.
 """
@@ -30,7 +32,7 @@ import aiosqlite
 
 from core.errors import StoreUnavailableError
 
-__all__ = ["SHM_UNAVAILABLE", "Link", "connect", "not_writable", "store_error"]
+__all__ = ["SHM_UNAVAILABLE", "FileGuard", "Link", "connect", "not_writable", "store_error"]
 
 T = TypeVar("T")
 
@@ -106,6 +108,107 @@ def _read_only_problem(location: str, exc: BaseException, text: str) -> str:
     return f"cannot write: {cause} ({text}); open it with ?mode=ro to read it"
 
 
+class FileGuard:
+    """The identity (device and inode) of the file a store opened, checked on the
+    connection threads before each use of a connection.
+
+    A store file deleted or replaced (``mv other.db s.db``) under a running process is
+    not noticed by SQLite in WAL mode: the process goes on writing the old inode, so its
+    appends are acknowledged and lost, and its frames land in the ``-wal`` that the new
+    file now shares by name. Each transaction and read therefore first compares the
+    path's ``st_dev``/``st_ino`` with the ones opened (one ``stat``, about a
+    microsecond); on a mismatch the store refuses everything from then on, with an
+    error that says what happened.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        location: str,
+        stamper: Callable[[sqlite3.Connection, tuple[int, int]], None] | None = None,
+    ) -> None:
+        self._path = os.fspath(path.absolute())
+        self._wal = f"{self._path}-wal"
+        self._location = location
+        self._stamper = stamper
+        found = os.stat(self._path)
+        self.identity = (found.st_dev, found.st_ino)
+        self.lost: str | None = None
+        self._stamped_salt: bytes | None = None
+
+    def wal_salt(self) -> bytes | None:
+        """The salts of the -wal header (new ones each time the WAL restarts from its
+        beginning: a new WAL generation), None without a -wal."""
+        try:
+            fd = os.open(self._wal, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            return os.pread(fd, 8, 16)
+        finally:
+            os.close(fd)
+
+    def stamped(self) -> None:
+        """The current WAL generation holds this file's stamp (written at open)."""
+        self._stamped_salt = self.wal_salt()
+
+    def after_write(self, conn: sqlite3.Connection) -> None:
+        """After a write: when the WAL restarted since the last stamp, stamp the new
+        generation (one small transaction per generation, about every 4 MB of WAL)."""
+        if self._stamper is None:
+            return
+        salt = self.wal_salt()
+        if salt is None or salt == self._stamped_salt:
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            self._stamper(conn, self.identity)
+            conn.execute("COMMIT")
+        except sqlite3.Error:  # the write itself is committed; the next one tries again
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return
+        self._stamped_salt = self.wal_salt()
+
+    def check(self) -> None:
+        """StoreUnavailableError once the file at the path is not the one opened."""
+        if self.lost is None:
+            try:
+                found = os.stat(self._path)
+            except FileNotFoundError:
+                self.lost = (
+                    "the file was deleted while this process had it open: nothing more is "
+                    "written or acknowledged (it would be lost); restore the file or open "
+                    "the store again"
+                )
+            except OSError:
+                return  # cannot tell: SQLite reports what is wrong with the file
+            else:
+                if (found.st_dev, found.st_ino) == self.identity:
+                    return
+                self.lost = (
+                    "the file was replaced (moved or copied over) while this process had "
+                    "it open: nothing more is written or acknowledged (it would go to the "
+                    "old file, or corrupt the new one through the shared -wal); open the "
+                    "store again"
+                )
+        raise StoreUnavailableError(self._location, self.lost)
+
+
+def _guarded(guard: FileGuard, fn: Callable[..., T], raw: sqlite3.Connection, *args: Any) -> T:
+    guard.check()
+    return fn(raw, *args)
+
+
+def _guarded_write(
+    guard: FileGuard, fn: Callable[..., T], raw: sqlite3.Connection, *args: Any
+) -> T:
+    guard.check()
+    result = fn(raw, *args)
+    guard.after_write(raw)
+    return result
+
+
 class Link:
     """An open aiosqlite connection and its sqlite3 connection, used on its thread only."""
 
@@ -116,7 +219,15 @@ class Link:
         self._tx = conn._tx
         self._location = location
         self._closed = False
+        self._guard: FileGuard | None = None
+        self._wrap: Callable[..., Any] = _guarded
         _open_links.add(self)
+
+    def guard(self, guard: FileGuard, *, writes: bool = False) -> None:
+        """Check ``guard`` on the connection's thread before every function run on it
+        (and, on the write connection, stamp each new WAL generation after it)."""
+        self._guard = guard
+        self._wrap = _guarded_write if writes else _guarded
 
     def _stop_at_exit(self) -> None:
         """Stop the connection's thread (a program is exiting without closing the
@@ -131,6 +242,8 @@ class Link:
         if self._closed:
             raise StoreUnavailableError(self._location, "the store is closed; open it again")
         try:
+            if self._guard is not None:
+                return cast(T, await self._execute(self._wrap, self._guard, fn, self._raw, *args))
             return cast(T, await self._execute(fn, self._raw, *args))
         except (sqlite3.Error, ValueError) as exc:
             if isinstance(exc, ValueError) and "closed" not in str(exc).lower():
@@ -144,7 +257,11 @@ class Link:
         if self._closed:
             raise StoreUnavailableError(self._location, "the store is closed; open it again")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._tx.put_nowait((future, partial(fn, self._raw, *args)))
+        if self._guard is not None:
+            call = partial(self._wrap, self._guard, fn, self._raw, *args)
+            self._tx.put_nowait((future, call))
+        else:
+            self._tx.put_nowait((future, partial(fn, self._raw, *args)))
         return future
 
     async def aclose(self) -> None:

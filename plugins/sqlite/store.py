@@ -17,6 +17,10 @@ verify every payload's checksum. WAL checkpoints are off (``wal_autocheckpoint=0
 the store takes a consumer lease (``acquire_lease``: the lease holder is the one live
 worker of the file; ``enable_wal_checkpoints`` does the same without a lease).
 ``commit_progress`` given the worker's lease is fenced by it inside its transaction.
+
+Every use of either connection first checks that the file at the path is still the one
+opened (``connection.FileGuard``): a store whose file was deleted or replaced refuses
+all further appends, acknowledgements and reads instead of writing into a lost inode.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from core.store import (
 )
 
 from . import records, schema, transactions
-from .connection import Link, connect, not_writable, store_error
+from .connection import FileGuard, Link, connect, not_writable, store_error
 from .writer import GroupCommitWriter
 
 __all__ = ["SQLiteEventStore", "SQLiteStoreStatistics", "open_sqlite_store"]
@@ -159,6 +163,19 @@ async def _open_reader(uri: str, path: Path, location: str, busy_ms: int) -> Lin
     return reader
 
 
+async def _file_guard(location: str, path: Path) -> FileGuard:
+    """The guard of the file just opened at ``path``: the links it is given check, before
+    each use, that the file there is still this one (``FileGuard``)."""
+    try:
+        return await asyncio.to_thread(FileGuard, path, location, schema.stamp)
+    except OSError as exc:
+        raise StoreUnavailableError(location, f"cannot stat the file: {exc.strerror}") from None
+
+
+def _stamped(conn: sqlite3.Connection, guard: FileGuard) -> None:
+    guard.stamped()
+
+
 class SQLiteEventStore:
     """A durable event log, consumer groups, leases, dead letters and snapshots in one
     SQLite file. Create it with ``await SQLiteEventStore.open(url)``; close it with
@@ -226,6 +243,11 @@ class SQLiteEventStore:
                     f"{schema.SCHEMA_VERSION}: open it once without mode=ro",
                 )
             reader = await _open_reader(uri, path, location, busy_ms)
+            try:
+                reader.guard(await _file_guard(location, path))
+            except BaseException:
+                await reader.aclose()
+                raise
             return cls(url, path, None, reader, synchronous=synchronous, wall_clock=wall_clock)
 
         if found.state is schema.FileState.NEW:
@@ -237,15 +259,24 @@ class SQLiteEventStore:
                 ) from None
         writer = await connect(f"{uri}?mode=rw", location)
         try:
+            guard = await _file_guard(location, path)
             await writer.run(
-                transactions.configure_writer, synchronous, busy_ms, max_pages, location
+                transactions.configure_writer,
+                synchronous,
+                busy_ms,
+                max_pages,
+                location,
+                guard.identity,
             )
+            await writer.run(_stamped, guard)
+            writer.guard(guard, writes=True)
             reader = await connect(f"{uri}?mode=ro", location)
         except BaseException:
             await writer.aclose()
             raise
         try:
             await reader.run(transactions.configure_reader, busy_ms)
+            reader.guard(guard)
         except BaseException:
             await reader.aclose()
             await writer.aclose()
