@@ -106,12 +106,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS snapshots_by_name ON snapshots (name, seq, id);
     """,
     # 3: which file the writers opened (inode), stamped into every WAL generation, so a
-    # -wal left beside a replaced file is recognised as another file's (see stamp).
+    # -wal left beside a replaced file is recognised as another file's (see stamp); and
+    # when a lease holder's process started (see holders), to recognise a dead one.
     """
     CREATE TABLE IF NOT EXISTS store_file (
         id     INTEGER PRIMARY KEY CHECK (id = 1),
         marker BLOB    NOT NULL
     );
+    ALTER TABLE leases ADD COLUMN holder_started INTEGER;
     """,
 )
 

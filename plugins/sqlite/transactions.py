@@ -4,7 +4,7 @@ runs whole on a connection's thread (``Link.run``), so a transaction costs one h
 Every write is ``BEGIN IMMEDIATE`` ... ``COMMIT`` and rolls back on any exception;
 ``commit_progress`` moves a checkpoint forward only and adds its dead letters in the same
 transaction, fenced by the committer's lease when it gives one; ``acquire_lease`` refuses
-a live lease of another holder.
+a live lease of another holder, unless that holder is a dead process of this host.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from core.errors import GroupLockedError
 from core.store import NO_HOLDER, Lease
 
-from . import schema
+from . import holders, schema
 from .connection import SHM_UNAVAILABLE
 
 __all__ = [
@@ -129,15 +129,22 @@ def acquire_lease(
 
     def body() -> Lease:
         current = conn.execute(
-            "SELECT holder, expires_at FROM leases WHERE group_name = ?", (group,)
+            "SELECT holder, expires_at, holder_started FROM leases WHERE group_name = ?",
+            (group,),
         ).fetchone()
-        if current is not None and current[0] != holder and current[1] > now:
+        if (
+            current is not None
+            and current[0] != holder
+            and current[1] > now
+            and not holders.dead_on_this_host(current[0], current[2])
+        ):
             raise GroupLockedError(group, current[0], current[1] - now)
         conn.execute(
-            "INSERT INTO leases (group_name, holder, expires_at) VALUES (?, ?, ?) "
+            "INSERT INTO leases (group_name, holder, expires_at, holder_started) "
+            "VALUES (?, ?, ?, ?) "
             "ON CONFLICT (group_name) DO UPDATE SET holder = excluded.holder, "
-            "expires_at = excluded.expires_at",
-            (group, holder, now + ttl),
+            "expires_at = excluded.expires_at, holder_started = excluded.holder_started",
+            (group, holder, now + ttl, holders.own_start_time(holder)),
         )
         return Lease(group, holder, now + ttl)
 

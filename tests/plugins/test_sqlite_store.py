@@ -480,6 +480,7 @@ class TestExports:
 
         public = {n for n in vars(package) if not n.startswith("_")} - {
             "connection",
+            "holders",
             "records",
             "schema",
             "store",
