@@ -148,13 +148,11 @@ class FileGuard:
         finally:
             os.close(fd)
 
-    def stamped(self) -> None:
-        """The current WAL generation holds this file's stamp (written at open)."""
-        self._stamped_salt = self.wal_salt()
-
     def after_write(self, conn: sqlite3.Connection) -> None:
-        """After a write: when the WAL restarted since the last stamp, stamp the new
-        generation (one small transaction per generation, about every 4 MB of WAL)."""
+        """After a write: stamp the file's identity into the WAL (``schema.stamp``) when
+        this connection has not stamped its current generation yet. One small
+        transaction after a process's first write, then one per WAL generation (about
+        every 4 MB of WAL); a process that only reads never writes a stamp."""
         if self._stamper is None:
             return
         salt = self.wal_salt()

@@ -230,12 +230,9 @@ def create_private_file(path: Path) -> None:
         os.close(fd)
 
 
-def migrate(
-    conn: sqlite3.Connection, location: str, identity: tuple[int, int] | None = None
-) -> int:
-    """Apply the missing forward migrations in one transaction, and stamp ``identity``
-    (the file's device and inode) in it; returns the new version. Runs on the write
-    connection (autocommit mode), after ``inspect`` accepted the file."""
+def migrate(conn: sqlite3.Connection, location: str) -> int:
+    """Apply the missing forward migrations in one transaction; returns the new version.
+    Runs on the write connection (autocommit mode), after ``inspect`` accepted the file."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -251,14 +248,6 @@ def migrate(
         if version < SCHEMA_VERSION or app_id != APPLICATION_ID:
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        if identity is not None:
-            try:
-                stamp(conn, identity)
-            except sqlite3.OperationalError as exc:
-                # A file this user may read but not write still opens (its writes are
-                # refused one by one); only its stamp is missing.
-                if "readonly" not in str(exc).lower():
-                    raise
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -275,9 +264,9 @@ STAMP_MAGIC = b"\xffpubsub-file\x00\xfe"
 
 def stamp(conn: sqlite3.Connection, identity: tuple[int, int]) -> None:
     """Record which file (device, inode) this writer has open, inside the caller's
-    transaction. Writers stamp when they open the store and again in each new WAL
-    generation (``FileGuard.after_write``), so every WAL generation carries the inode of
-    the file it was written for; ``inspect`` finds it in the -wal (``wal_stamp``) and
+    transaction. A writer stamps after its first write and after the first write of each
+    new WAL generation (``FileGuard.after_write``), so every WAL generation carries the
+    inode of the file it was written for; ``inspect`` finds it in the -wal (``wal_stamp``) and
     compares it with the file at the path. The row keeps one size, so SQLite overwrites
     it in place (and ``secure_delete`` zeroes any copy it moves): a page image never
     holds a stale stamp."""
@@ -376,7 +365,7 @@ _WAL_MAGIC = (0x377F0682, 0x377F0683)
 
 def wal_stamp(wal: Path) -> int | None:
     """The inode stamped in the current generation of the -wal at ``wal`` (its first
-    stamp: writers stamp at the start of a generation), None when it holds none.
+    stamp: writers stamp near the start of a generation), None when it holds none.
 
     Reads the WAL format directly, frame by frame, while the frames carry the header's
     salts (older frames past the current generation do not), because SQLite applies a

@@ -184,10 +184,8 @@ def configure_writer(
     busy_ms: int,
     max_pages: str | None,
     location: str,
-    identity: tuple[int, int] | None = None,
 ) -> None:
-    """Pragmas of the write connection, then the forward migrations (which stamp the
-    file's ``identity``)."""
+    """Pragmas of the write connection, then the forward migrations."""
     conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
@@ -196,7 +194,7 @@ def configure_writer(
     conn.execute("PRAGMA wal_autocheckpoint = 0")
     if max_pages is not None:
         conn.execute(f"PRAGMA max_page_count = {int(max_pages)}").fetchall()
-    schema.migrate(conn, location, identity)
+    schema.migrate(conn, location)
 
 
 def configure_reader(conn: sqlite3.Connection, busy_ms: int) -> None:
