@@ -32,7 +32,17 @@ import aiosqlite
 
 from core.errors import StoreUnavailableError
 
-__all__ = ["SHM_UNAVAILABLE", "FileGuard", "Link", "connect", "not_writable", "store_error"]
+__all__ = [
+    "SHM_UNAVAILABLE",
+    "FileGuard",
+    "Link",
+    "checkpoint",
+    "connect",
+    "disk_full",
+    "is_full",
+    "not_writable",
+    "store_error",
+]
 
 T = TypeVar("T")
 
@@ -49,6 +59,12 @@ def store_error(location: str, exc: BaseException) -> StoreUnavailableError:
     lowered = text.lower()
     if isinstance(exc, ValueError) and "closed" in lowered:
         problem = "the store is closed; open it again"
+    elif _io_error(exc, lowered) and disk_full(location):
+        # A full disk often shows as an I/O error: the -shm or the -wal could not grow.
+        problem = (
+            f"the disk is full ({text}, with no space left where the store is): free "
+            "space; nothing already committed was lost"
+        )
     elif "full" in lowered:
         problem = (
             f"the database or disk is full ({text}): free space or raise the size limit; "
@@ -65,6 +81,32 @@ def store_error(location: str, exc: BaseException) -> StoreUnavailableError:
     else:
         problem = f"sqlite error: {text}"
     return StoreUnavailableError(location, problem)
+
+
+_FULL_BELOW = 1 << 20  # bytes: less free space than this is a full disk
+_ROOM_FROM = 64 << 10  # bytes of WAL below which the worker does not check free space
+
+
+def _io_error(exc: BaseException, lowered: str) -> bool:
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    return (
+        name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN"))
+        or "disk i/o error" in lowered
+        or "unable to open" in lowered
+    )
+
+
+def disk_full(location: str) -> bool:
+    """Whether the file system holding the store at ``location`` has (almost) no space
+    left for this user (root may use the blocks reserved for it)."""
+    if "://" in location:
+        return False
+    try:
+        found = os.statvfs(Path(location).absolute().parent)
+    except OSError:
+        return False
+    blocks = found.f_bfree if os.geteuid() == 0 else found.f_bavail
+    return blocks * found.f_frsize < _FULL_BELOW
 
 
 def _writable(path: Path) -> bool:
@@ -135,6 +177,7 @@ class FileGuard:
         self.identity = (found.st_dev, found.st_ino)
         self.lost: str | None = None
         self._stamped_salt: bytes | None = None
+        self.checkpointer = False  # this store is the file's worker: it may checkpoint
 
     def wal_salt(self) -> bytes | None:
         """The salts of the -wal header (new ones each time the WAL restarts from its
@@ -148,11 +191,26 @@ class FileGuard:
         finally:
             os.close(fd)
 
+    def _make_room(self, conn: sqlite3.Connection) -> None:
+        """The worker checkpoints early when the free space left on the disk falls
+        below the size of the WAL: copying the WAL into the file needs room for the
+        pages it adds, which a completely full disk no longer has."""
+        try:
+            wal = os.stat(self._wal).st_size
+            found = os.statvfs(os.path.dirname(self._path))
+        except OSError:
+            return
+        blocks = found.f_bfree if os.geteuid() == 0 else found.f_bavail
+        if wal > _ROOM_FROM and blocks * found.f_frsize < wal:
+            checkpoint(conn)
+
     def after_write(self, conn: sqlite3.Connection) -> None:
         """After a write: stamp the file's identity into the WAL (``schema.stamp``) when
         this connection has not stamped its current generation yet. One small
         transaction after a process's first write, then one per WAL generation (about
         every 4 MB of WAL); a process that only reads never writes a stamp."""
+        if self.checkpointer:
+            self._make_room(conn)
         if self._stamper is None:
             return
         salt = self.wal_salt()
@@ -198,11 +256,42 @@ def _guarded(guard: FileGuard, fn: Callable[..., T], raw: sqlite3.Connection, *a
     return fn(raw, *args)
 
 
+def is_full(exc: BaseException) -> bool:
+    """Whether a sqlite3 error says the database or the disk is full."""
+    return getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or "full" in str(exc).lower()
+
+
+def checkpoint(conn: sqlite3.Connection) -> bool:
+    """Copy the WAL into the file and truncate it (``TRUNCATE``), or, while readers keep
+    it in use, copy what they allow (``PASSIVE``: the next write then starts the WAL
+    from its beginning instead of growing it). True when it did anything."""
+    for mode in ("TRUNCATE", "PASSIVE"):
+        try:
+            busy, frames, copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        except sqlite3.Error:
+            return False
+        if not busy:
+            return True
+        if copied > 0 or frames == 0:
+            return True
+    return False
+
+
 def _guarded_write(
     guard: FileGuard, fn: Callable[..., T], raw: sqlite3.Connection, *args: Any
 ) -> T:
     guard.check()
-    result = fn(raw, *args)
+    try:
+        result = fn(raw, *args)
+    except sqlite3.OperationalError as exc:
+        # Disk full: the worker (the file's one checkpointer) checkpoints the WAL, which
+        # frees the space of superseded page versions, and tries once more. Safe: the
+        # failed transaction was rolled back, and appends are idempotent by event id.
+        if not (guard.checkpointer and is_full(exc)) or raw.in_transaction:
+            raise
+        if not checkpoint(raw):
+            raise
+        result = fn(raw, *args)
     guard.after_write(raw)
     return result
 

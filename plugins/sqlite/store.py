@@ -215,8 +215,10 @@ class SQLiteEventStore:
         synchronous: str,
         wall_clock: Callable[[], float],
         cannot_write: str | None = None,
+        guard: FileGuard | None = None,
     ) -> None:
         self._url = url
+        self._guard = guard
         self._cannot_write = cannot_write  # why mode=rw fell back to read-only
         self._path = path
         self._location = str(path)
@@ -319,7 +321,9 @@ class SQLiteEventStore:
             await reader.aclose()
             await writer.aclose()
             raise
-        return cls(url, path, writer, reader, synchronous=synchronous, wall_clock=wall_clock)
+        return cls(
+            url, path, writer, reader, synchronous=synchronous, wall_clock=wall_clock, guard=guard
+        )
 
     async def aclose(self) -> None:
         """Wait for queued appends, then close both connections (the last close of the
@@ -381,10 +385,8 @@ class SQLiteEventStore:
     async def enable_wal_checkpoints(self) -> None:
         """Let this process checkpoint the WAL (the live worker of the file calls this
         when it takes a consumer lease; publishers never checkpoint)."""
-        await self._write_link().run(
-            transactions.execute_pragma,
-            f"PRAGMA wal_autocheckpoint = {transactions.WAL_AUTOCHECKPOINT}",
-        )
+        await self._write_link().run(transactions.enable_checkpoints)
+        self._checkpointer()
 
     def statistics(self) -> SQLiteStoreStatistics:
         w = self._writer
@@ -572,9 +574,17 @@ class SQLiteEventStore:
     async def acquire_lease(self, group: str, holder: str, ttl: float) -> Lease:
         """Take the group's lease; the holder is the file's live worker, so from now on
         this store also checkpoints the WAL (publishers never do)."""
-        return await self._write_link().run(
+        lease = await self._write_link().run(
             transactions.acquire_lease, group, holder, ttl, self._wall(), True
         )
+        self._checkpointer()
+        return lease
+
+    def _checkpointer(self) -> None:
+        """From now on this store checkpoints the WAL, also to recover from a full disk
+        (``connection.checkpoint``)."""
+        if self._guard is not None:
+            self._guard.checkpointer = True
 
     async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         return await self.acquire_lease(lease.group, lease.holder, ttl)

@@ -25,6 +25,7 @@ __all__ = [
     "commit_progress",
     "configure_reader",
     "configure_writer",
+    "enable_checkpoints",
     "execute",
     "execute_pragma",
     "insert_returning",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 WAL_AUTOCHECKPOINT = 1000  # pages: the worker's automatic checkpoint threshold
+WAL_SIZE_LIMIT = 16 << 20  # bytes the worker truncates the WAL to after a reset
 
 PRAGMAS = (
     "application_id",
@@ -150,8 +152,16 @@ def acquire_lease(
 
     lease: Lease = _transaction(conn, body)
     if checkpoints:
-        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}").fetchall()
+        enable_checkpoints(conn)
     return lease
+
+
+def enable_checkpoints(conn: sqlite3.Connection) -> None:
+    """Make this connection the file's checkpointer: automatic checkpoints, and a WAL
+    cut back to ``WAL_SIZE_LIMIT`` after each reset, so the WAL gives its disk space
+    back instead of keeping its largest size."""
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}").fetchall()
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}").fetchall()
 
 
 def execute(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
