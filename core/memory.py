@@ -22,6 +22,7 @@ from .codec import encode
 from .errors import DeadLetterNotFoundError, GroupLockedError
 from .events import Event
 from .store import (
+    NO_HOLDER,
     AppendResult,
     DeadLetter,
     DeadLetterStatus,
@@ -236,8 +237,21 @@ class MemoryEventStore(MemoryDeadLetterQueue):
         return self._checkpoints.get(group, 0)
 
     async def commit_progress(
-        self, group: str, seq: int, dead_letters: Sequence[DeadLetter] = ()
+        self,
+        group: str,
+        seq: int,
+        dead_letters: Sequence[DeadLetter] = (),
+        *,
+        lease: Lease | None = None,
     ) -> None:
+        int64("seq", seq)
+        if lease is not None:
+            now = self._wall()
+            current = self._leases.get(group)
+            if current is None:
+                raise GroupLockedError(group, NO_HOLDER, 0.0)
+            if current.holder != lease.holder or current.expires_at <= now:
+                raise GroupLockedError(group, current.holder, current.expires_at - now)
         self._add(dead_letters)
         if seq > self._checkpoints.get(group, 0):
             self._checkpoints[group] = seq

@@ -14,7 +14,9 @@ Promises every implementation keeps (the store contract suite checks them):
 * ``appended_at`` never decreases along the sequence; ``since``/``until`` select by it.
 * Reads stream in batches in sequence order and verify each payload's checksum; a
   mismatch raises ``ChecksumMismatchError`` for that sequence number only.
-* ``commit_progress`` moves a group's checkpoint and records dead letters atomically.
+* ``commit_progress`` moves a group's checkpoint and records dead letters atomically;
+  given the committer's lease it first checks, in the same write, that the lease is
+  still that holder's and alive (a fenced commit: a stalled worker cannot commit).
 * ``resolve_dead_letter`` is a compare-and-set: it returns True exactly once per entry.
 """
 
@@ -49,6 +51,10 @@ __all__ = [
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+# The holder a fenced commit's GroupLockedError names when the group has no lease at
+# all (it was released, or never taken).
+NO_HOLDER = "nobody"
 
 
 def int64(name: str, value: int) -> int:
@@ -289,10 +295,21 @@ class EventStore(DeadLetterQueue, Protocol):
         ...
 
     async def commit_progress(
-        self, group: str, seq: int, dead_letters: Sequence[DeadLetter] = ()
+        self,
+        group: str,
+        seq: int,
+        dead_letters: Sequence[DeadLetter] = (),
+        *,
+        lease: Lease | None = None,
     ) -> None:
         """Atomically move the group's checkpoint to ``seq`` (never backwards) and add
-        the dead letters of the events it passes."""
+        the dead letters of the events it passes.
+
+        With ``lease`` the commit is fenced: inside the same write, the store checks
+        that the group's lease is still held by ``lease.holder`` and has not expired by
+        the store's own clock; otherwise it raises ``GroupLockedError`` (naming the
+        current holder, ``"nobody"`` when the lease was released; ``expires_in <= 0``
+        when it lapsed) and changes nothing."""
         ...
 
     async def groups(self) -> list[GroupInfo]: ...

@@ -27,6 +27,7 @@ import typer
 
 from core.bus import EventBus
 from core.entrypoints import open_store as _open_store
+from core.errors import StoreUnavailableError
 from core.store import EventStore
 
 from .output import Output
@@ -192,13 +193,39 @@ def state(ctx: typer.Context) -> CLIState:
     return root.obj
 
 
+def _existing_store_url(url: str) -> str:
+    """The URL that opens an existing store only. For SQLite: a missing file is refused
+    here, with what to pass instead, and ``mode=rw`` (unless the URL gives a mode) makes
+    the store refuse an empty or 0-byte file untouched and open a store this user cannot
+    write read-only: commands that do not create a store never create or initialize
+    one, and read on read-only files, directories and mounts."""
+    if not url.startswith("sqlite://"):
+        return url
+    rest, _, query = url.removeprefix("sqlite://").partition("?")
+    path = rest[1:] if rest.startswith("/") else rest
+    if path and path != ":memory:" and not Path(path).exists():
+        raise StoreUnavailableError(
+            path,
+            "does not exist: pass --db PATH (or set PUBSUB_DB) to an existing store, "
+            "or create one with 'pubsub publish' or 'pubsub run'",
+        )
+    if any(option.split("=", 1)[0] in ("mode", "readonly") for option in query.split("&")):
+        return url
+    return f"{url}{'&' if query else '?'}mode=rw"
+
+
 @asynccontextmanager
 async def open_store(settings: Settings, *, create: bool = False) -> AsyncIterator[EventStore]:
     """Open the store the settings name and close it afterwards. Without ``create`` a
-    missing SQLite file is an error (read commands never create a database)."""
-    if not create:
-        settings.require_existing_store()
-    store = await _open_store(settings.store_url)
+    missing SQLite file is an error, and nothing creates or initializes one (read
+    commands never create a database; see ``_existing_store_url``)."""
+    url = settings.store_url if create else _existing_store_url(settings.store_url)
+    try:
+        store = await _open_store(url)
+    except StoreUnavailableError as exc:
+        if exc.location != url or url == settings.store_url:
+            raise
+        raise StoreUnavailableError(settings.store_url, exc.problem) from None  # as given
     try:
         yield store
     finally:

@@ -5,8 +5,11 @@ a relative path, four for an absolute one) or through ``core.entrypoints.open_st
 Query options: ``synchronous=FULL`` (default: a returned append survives power loss) or
 ``NORMAL`` (survives a process crash, not power loss), ``mode=ro`` (or ``readonly=1``:
 reads only, appends refused; it also reads a store in a directory this user cannot write,
-see ``_open_reader``), ``busy_timeout`` (seconds, default 5) and ``max_page_count`` (a
-size cap in pages). Integer arguments beyond SQLite's 64 bits are a ValueError naming
+see ``_open_reader``), ``mode=rw`` (an existing store only: a missing, empty or 0-byte
+file is refused and left untouched, and a store this user cannot write is opened
+read-only; what read commands use), ``mode=rwc`` (the default: create the store if
+needed), ``busy_timeout`` (seconds, default 5) and ``max_page_count`` (a size cap in
+pages). Integer arguments beyond SQLite's 64 bits are a ValueError naming
 the argument.
 
 The file is checked through a read-only connection before anything writes to it (see
@@ -14,12 +17,19 @@ The file is checked through a read-only connection before anything writes to it 
 group-commit ``writer``, and one read-only connection for reads, so a long read never
 blocks an append. Reads page through the log by sequence number (keyset pagination) and
 verify every payload's checksum. WAL checkpoints are off (``wal_autocheckpoint=0``) until
-``enable_wal_checkpoints`` is called by the one live worker of the file.
+the store takes a consumer lease (``acquire_lease``: the lease holder is the one live
+worker of the file; ``enable_wal_checkpoints`` does the same without a lease).
+``commit_progress`` given the worker's lease is fenced by it inside its transaction.
+
+Every use of either connection first checks that the file at the path is still the one
+opened (``connection.FileGuard``): a store whose file was deleted or replaced refuses
+all further appends, acknowledgements and reads instead of writing into a lost inode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -52,7 +62,7 @@ from core.store import (
 )
 
 from . import records, schema, transactions
-from .connection import Link, connect, not_writable, store_error
+from .connection import FileGuard, Link, connect, not_writable, store_error
 from .writer import GroupCommitWriter
 
 __all__ = ["SQLiteEventStore", "SQLiteStoreStatistics", "open_sqlite_store"]
@@ -96,17 +106,41 @@ def _parse_url(url: str) -> tuple[Path, dict[str, str]]:
     return Path(raw_path), options
 
 
-def _option_float(url: str, options: Mapping[str, str], name: str, default: float) -> float:
+_BUSY_TIMEOUT_MAX = 2**31 // 1000  # seconds: SQLite takes the timeout as a C int of ms
+
+
+def _option_seconds(url: str, options: Mapping[str, str], name: str, default: float) -> float:
+    """A duration option in seconds: a finite number from 0 to about 24 days."""
     text = options.get(name)
     if text is None:
         return default
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if value < 0:
-        raise StoreUnavailableError(url, f"option {name}={text!r} must be a number >= 0")
+        value = math.nan
+    if not 0 <= value <= _BUSY_TIMEOUT_MAX:  # also refuses nan, inf and 1e400 (inf)
+        raise StoreUnavailableError(
+            url, f"option {name}={text!r} must be a number of seconds from 0 to {_BUSY_TIMEOUT_MAX}"
+        )
     return value
+
+
+_MODES = ("ro", "rw", "rwc")
+
+
+def _not_there(path: Path, readonly: bool) -> str:
+    """Why a store opened without creating (mode=ro or mode=rw) cannot be opened: the
+    file is missing or is not a store yet; nothing was written."""
+    how = "mode=ro" if readonly else "mode=rw"
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return f"does not exist (opened with {how}, which never creates a store)"
+    what = "is an empty file (0 bytes)" if size == 0 else "is an empty SQLite database"
+    return (
+        f"{what}, not a pubsub store yet; it was left as it is (opened with {how}, which "
+        "never creates or initializes a store): publish to it or run a worker to create one"
+    )
 
 
 async def _configured_reader(uri: str, location: str, busy_ms: int) -> tuple[Link, str | None]:
@@ -157,6 +191,15 @@ async def _open_reader(uri: str, path: Path, location: str, busy_ms: int) -> Lin
     return reader
 
 
+async def _file_guard(location: str, path: Path) -> FileGuard:
+    """The guard of the file just opened at ``path``: the links it is given check, before
+    each use, that the file there is still this one (``FileGuard``)."""
+    try:
+        return await asyncio.to_thread(FileGuard, path, location, schema.stamp)
+    except OSError as exc:
+        raise StoreUnavailableError(location, f"cannot stat the file: {exc.strerror}") from None
+
+
 class SQLiteEventStore:
     """A durable event log, consumer groups, leases, dead letters and snapshots in one
     SQLite file. Create it with ``await SQLiteEventStore.open(url)``; close it with
@@ -171,8 +214,12 @@ class SQLiteEventStore:
         *,
         synchronous: str,
         wall_clock: Callable[[], float],
+        cannot_write: str | None = None,
+        guard: FileGuard | None = None,
     ) -> None:
         self._url = url
+        self._guard = guard
+        self._cannot_write = cannot_write  # why mode=rw fell back to read-only
         self._path = path
         self._location = str(path)
         self._writer_link = writer
@@ -201,12 +248,14 @@ class SQLiteEventStore:
             raise StoreUnavailableError(
                 url, f"option synchronous={synchronous!r} must be FULL or NORMAL"
             )
-        readonly = options.get("mode", "rw") == "ro" or options.get("readonly", "0") in (
-            "1",
-            "true",
-            "yes",
-        )
-        busy_ms = int(_option_float(url, options, "busy_timeout", 5.0) * 1000)
+        mode = options.get("mode", "rwc")
+        if mode not in _MODES:
+            raise StoreUnavailableError(
+                url, f"option mode={mode!r} must be ro, rw (existing store only) or rwc"
+            )
+        readonly = mode == "ro" or options.get("readonly", "0") in ("1", "true", "yes")
+        existing = mode == "rw"  # open an existing store only: never create or initialize
+        busy_ms = int(_option_seconds(url, options, "busy_timeout", 5.0) * 1000)
         max_pages = options.get("max_page_count")
         if max_pages is not None and not max_pages.isdigit():
             raise StoreUnavailableError(url, f"option max_page_count={max_pages!r} must be >= 1")
@@ -214,9 +263,17 @@ class SQLiteEventStore:
         # Refuses a foreign or newer file before anything writes to it.
         found = await asyncio.to_thread(schema.inspect, path, location)
         uri = path.absolute().as_uri()
+        if (readonly or existing) and found.state is schema.FileState.NEW:
+            raise StoreUnavailableError(
+                location, await asyncio.to_thread(_not_there, path, readonly)
+            )
+        cannot_write = None
+        if existing and not readonly:
+            # What reads an existing store may read one this user cannot write (a
+            # read-only file, directory or mount): it is opened read-only then.
+            cannot_write = await asyncio.to_thread(not_writable, path)
+            readonly = cannot_write is not None
         if readonly:
-            if found.state is schema.FileState.NEW:
-                raise StoreUnavailableError(location, "does not exist (opened with mode=ro)")
             if found.version < schema.SCHEMA_VERSION:
                 raise StoreUnavailableError(
                     location,
@@ -224,7 +281,20 @@ class SQLiteEventStore:
                     f"{schema.SCHEMA_VERSION}: open it once without mode=ro",
                 )
             reader = await _open_reader(uri, path, location, busy_ms)
-            return cls(url, path, None, reader, synchronous=synchronous, wall_clock=wall_clock)
+            try:
+                reader.guard(await _file_guard(location, path))
+            except BaseException:
+                await reader.aclose()
+                raise
+            return cls(
+                url,
+                path,
+                None,
+                reader,
+                synchronous=synchronous,
+                wall_clock=wall_clock,
+                cannot_write=cannot_write,
+            )
 
         if found.state is schema.FileState.NEW:
             try:
@@ -235,20 +305,25 @@ class SQLiteEventStore:
                 ) from None
         writer = await connect(f"{uri}?mode=rw", location)
         try:
+            guard = await _file_guard(location, path)
             await writer.run(
                 transactions.configure_writer, synchronous, busy_ms, max_pages, location
             )
+            writer.guard(guard, writes=True)
             reader = await connect(f"{uri}?mode=ro", location)
         except BaseException:
             await writer.aclose()
             raise
         try:
             await reader.run(transactions.configure_reader, busy_ms)
+            reader.guard(guard)
         except BaseException:
             await reader.aclose()
             await writer.aclose()
             raise
-        return cls(url, path, writer, reader, synchronous=synchronous, wall_clock=wall_clock)
+        return cls(
+            url, path, writer, reader, synchronous=synchronous, wall_clock=wall_clock, guard=guard
+        )
 
     async def aclose(self) -> None:
         """Wait for queued appends, then close both connections (the last close of the
@@ -273,6 +348,11 @@ class SQLiteEventStore:
     def _refuse_writes(self) -> None:
         if self._closed:
             raise StoreUnavailableError(self._location, "the store is closed; open it again")
+        if self._writer_link is None and self._cannot_write is not None:
+            raise StoreUnavailableError(
+                self._location,
+                f"cannot write: {self._cannot_write}; it was opened read-only for reading",
+            )
         if self._writer_link is None:
             raise StoreUnavailableError(
                 self._location,
@@ -305,9 +385,8 @@ class SQLiteEventStore:
     async def enable_wal_checkpoints(self) -> None:
         """Let this process checkpoint the WAL (the live worker of the file calls this
         when it takes a consumer lease; publishers never checkpoint)."""
-        await self._write_link().run(
-            transactions.execute_pragma, "PRAGMA wal_autocheckpoint = 1000"
-        )
+        await self._write_link().run(transactions.enable_checkpoints)
+        self._checkpointer()
 
     def statistics(self) -> SQLiteStoreStatistics:
         w = self._writer
@@ -453,12 +532,18 @@ class SQLiteEventStore:
         return int(rows[0][0]) if rows else 0
 
     async def commit_progress(
-        self, group: str, seq: int, dead_letters: Sequence[DeadLetter] = ()
+        self,
+        group: str,
+        seq: int,
+        dead_letters: Sequence[DeadLetter] = (),
+        *,
+        lease: Lease | None = None,
     ) -> None:
         int64("seq", seq)
         rows = _dead_letter_rows(dead_letters)
         now = time.time_ns() // 1000
-        await self._write_link().run(transactions.commit_progress, group, seq, rows, now)
+        fence = None if lease is None else (lease.holder, self._wall())
+        await self._write_link().run(transactions.commit_progress, group, seq, rows, now, fence)
 
     async def groups(self) -> list[GroupInfo]:
         rows = await self._reader.run(
@@ -487,9 +572,19 @@ class SQLiteEventStore:
         return out
 
     async def acquire_lease(self, group: str, holder: str, ttl: float) -> Lease:
-        return await self._write_link().run(
-            transactions.acquire_lease, group, holder, ttl, self._wall()
+        """Take the group's lease; the holder is the file's live worker, so from now on
+        this store also checkpoints the WAL (publishers never do)."""
+        lease = await self._write_link().run(
+            transactions.acquire_lease, group, holder, ttl, self._wall(), True
         )
+        self._checkpointer()
+        return lease
+
+    def _checkpointer(self) -> None:
+        """From now on this store checkpoints the WAL, also to recover from a full disk
+        (``connection.checkpoint``)."""
+        if self._guard is not None:
+            self._guard.checkpointer = True
 
     async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         return await self.acquire_lease(lease.group, lease.holder, ttl)

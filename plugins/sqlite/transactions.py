@@ -3,7 +3,8 @@ runs whole on a connection's thread (``Link.run``), so a transaction costs one h
 
 Every write is ``BEGIN IMMEDIATE`` ... ``COMMIT`` and rolls back on any exception;
 ``commit_progress`` moves a checkpoint forward only and adds its dead letters in the same
-transaction; ``acquire_lease`` refuses a live lease of another holder.
+transaction, fenced by the committer's lease when it gives one; ``acquire_lease`` refuses
+a live lease of another holder, unless that holder is a dead process of this host.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from core.errors import GroupLockedError
-from core.store import Lease
+from core.store import NO_HOLDER, Lease
 
-from . import schema
+from . import holders, schema
 from .connection import SHM_UNAVAILABLE
 
 __all__ = [
@@ -24,12 +25,16 @@ __all__ = [
     "commit_progress",
     "configure_reader",
     "configure_writer",
+    "enable_checkpoints",
     "execute",
     "execute_pragma",
     "insert_returning",
     "probe_reader",
     "read_pragmas",
 ]
+
+WAL_AUTOCHECKPOINT = 1000  # pages: the worker's automatic checkpoint threshold
+WAL_SIZE_LIMIT = 16 << 20  # bytes the worker truncates the WAL to after a reset
 
 PRAGMAS = (
     "application_id",
@@ -77,10 +82,31 @@ def add_dead_letters(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) 
     return result
 
 
+def _check_lease(conn: sqlite3.Connection, group: str, holder: str, now: float) -> None:
+    """GroupLockedError unless ``holder`` holds the group's lease, alive at ``now``."""
+    current = conn.execute(
+        "SELECT holder, expires_at FROM leases WHERE group_name = ?", (group,)
+    ).fetchone()
+    if current is None:
+        raise GroupLockedError(group, NO_HOLDER, 0.0)
+    if current[0] != holder or current[1] <= now:
+        raise GroupLockedError(group, current[0], current[1] - now)
+
+
 def commit_progress(
-    conn: sqlite3.Connection, group: str, seq: int, rows: Sequence[tuple[Any, ...]], now: int
+    conn: sqlite3.Connection,
+    group: str,
+    seq: int,
+    rows: Sequence[tuple[Any, ...]],
+    now: int,
+    fence: tuple[str, float] | None = None,
 ) -> None:
+    """Dead letters and the checkpoint move in one transaction; with ``fence``
+    (holder, wall-clock now) only while that holder's lease is alive."""
+
     def body() -> None:
+        if fence is not None:
+            _check_lease(conn, group, *fence)
         _insert_dead_letters(conn, rows)
         conn.execute(
             "INSERT INTO checkpoints (group_name, seq, updated_at) VALUES (?, ?, ?) "
@@ -93,24 +119,49 @@ def commit_progress(
 
 
 def acquire_lease(
-    conn: sqlite3.Connection, group: str, holder: str, ttl: float, now: float
+    conn: sqlite3.Connection,
+    group: str,
+    holder: str,
+    ttl: float,
+    now: float,
+    checkpoints: bool = False,
 ) -> Lease:
+    """Take or renew the lease; with ``checkpoints`` the connection then checkpoints the
+    WAL automatically (the lease holder is the file's one live worker)."""
+
     def body() -> Lease:
         current = conn.execute(
-            "SELECT holder, expires_at FROM leases WHERE group_name = ?", (group,)
+            "SELECT holder, expires_at, holder_started FROM leases WHERE group_name = ?",
+            (group,),
         ).fetchone()
-        if current is not None and current[0] != holder and current[1] > now:
+        if (
+            current is not None
+            and current[0] != holder
+            and current[1] > now
+            and not holders.dead_on_this_host(current[0], current[2])
+        ):
             raise GroupLockedError(group, current[0], current[1] - now)
         conn.execute(
-            "INSERT INTO leases (group_name, holder, expires_at) VALUES (?, ?, ?) "
+            "INSERT INTO leases (group_name, holder, expires_at, holder_started) "
+            "VALUES (?, ?, ?, ?) "
             "ON CONFLICT (group_name) DO UPDATE SET holder = excluded.holder, "
-            "expires_at = excluded.expires_at",
-            (group, holder, now + ttl),
+            "expires_at = excluded.expires_at, holder_started = excluded.holder_started",
+            (group, holder, now + ttl, holders.own_start_time(holder)),
         )
         return Lease(group, holder, now + ttl)
 
     lease: Lease = _transaction(conn, body)
+    if checkpoints:
+        enable_checkpoints(conn)
     return lease
+
+
+def enable_checkpoints(conn: sqlite3.Connection) -> None:
+    """Make this connection the file's checkpointer: automatic checkpoints, and a WAL
+    cut back to ``WAL_SIZE_LIMIT`` after each reset, so the WAL gives its disk space
+    back instead of keeping its largest size."""
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}").fetchall()
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}").fetchall()
 
 
 def execute(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:

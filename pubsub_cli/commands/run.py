@@ -371,8 +371,6 @@ def run(
             with _worker_log(out, stop) as log:
                 try:
                     await work(stop)
-                except GroupLockedError as exc:  # the consumer found its lease taken
-                    raise _WorkerStopped(_fatal_message(log.fatal or exc, settings.group)) from exc
                 except PubSubError:
                     if log.fatal is None:
                         raise

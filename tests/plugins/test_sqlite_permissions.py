@@ -166,6 +166,19 @@ class TestReadOnlyFile:
         assert "open it read-write" not in message
         assert await stored_seqs(db) == [1, 2, 3]
 
+    async def test_mode_rw_reads_a_read_only_file(self, other: Other, place: Path) -> None:
+        """mode=rw opens a read-only file read-only: reads work, the append says why not."""
+        d = place / "store"
+        d.mkdir()
+        db = d / "events.db"
+        await make_store(db)
+        other.may_read(db)
+        other.may_write(d)
+        result = other.open(f"sqlite:///{db}?mode=rw")
+        assert (result["open"], result["seqs"], result["readonly"]) == (None, [1, 2, 3], True)
+        assert "cannot write: the file is not writable by this user" in one_line(result["append"])
+        assert await stored_seqs(db) == [1, 2, 3]
+
     async def test_mode_ro_reads(self, other: Other, place: Path) -> None:
         """The same file opened with mode=ro reads and refuses the append as read-only."""
         d = place / "store"
@@ -188,6 +201,19 @@ class TestReadOnlyDirectory:
         other.may_read(db)
         other.may_not_write(d)
         return db
+
+    async def test_mode_rw_falls_back_to_reading(self, other: Other, place: Path) -> None:
+        """mode=rw (what read commands open with) reads a store in a directory it cannot
+        write, creates nothing there, and refuses the append naming the directory."""
+        db = await self._store_in_locked_directory(other, place)
+        before = sorted(p.name for p in db.parent.iterdir())
+        result = other.open(f"sqlite:///{db}?mode=rw")
+        assert (result["open"], result["read"], result["seqs"]) == (None, None, [1, 2, 3])
+        assert result["readonly"] is True
+        message = one_line(result["append"])
+        assert message.startswith(f"store {db}: cannot write: ")
+        assert f"the directory {db.parent} " in message
+        assert sorted(p.name for p in db.parent.iterdir()) == before
 
     async def test_mode_ro_reads_a_checkpointed_store(self, other: Other, place: Path) -> None:
         """mode=ro reads a store whose directory it cannot write (no -shm can be made),

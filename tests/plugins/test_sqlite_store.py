@@ -162,6 +162,24 @@ class TestCreation:
         await store.enable_wal_checkpoints()
         assert (await store.pragmas())["wal_autocheckpoint"] == 1000
 
+    async def test_lease_holder_checkpoints_the_wal(self, store: SQLiteEventStore) -> None:
+        """Taking a consumer lease makes this store the file's checkpointer by itself."""
+        await store.append([Tick(1)])
+        assert (await store.pragmas())["wal_autocheckpoint"] == 0  # a publisher
+        await store.acquire_lease("g", "worker", 10)
+        assert (await store.pragmas())["wal_autocheckpoint"] == 1000
+
+    async def test_refused_lease_leaves_checkpoints_off(self, db: Path) -> None:
+        """A store refused the lease stays a publisher: it never checkpoints."""
+        async with (
+            await open_sqlite_store(url_of(db)) as one,
+            await open_sqlite_store(url_of(db)) as two,
+        ):
+            await one.acquire_lease("g", "one", 10)
+            with pytest.raises(GroupLockedError):
+                await two.acquire_lease("g", "two", 10)
+            assert (await two.pragmas())["wal_autocheckpoint"] == 0
+
     async def test_synchronous_normal_is_reported(self, db: Path) -> None:
         """synchronous=NORMAL is applied and reported as not surviving power loss."""
         async with await open_sqlite_store(url_of(db, "?synchronous=NORMAL")) as store:
@@ -462,6 +480,7 @@ class TestExports:
 
         public = {n for n in vars(package) if not n.startswith("_")} - {
             "connection",
+            "holders",
             "records",
             "schema",
             "store",

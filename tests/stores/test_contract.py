@@ -318,6 +318,69 @@ class TestLeases:
         assert info.holder is None
 
 
+class TestFencedCommit:
+    """commit_progress with a lease moves the checkpoint only while that lease holds."""
+
+    async def test_holder_commits_with_its_lease(self, store: EventStore) -> None:
+        """The live holder's fenced commit moves the checkpoint and stores its letters."""
+        lease = await store.acquire_lease("g", "w-1", ttl=10)
+        await store.commit_progress("g", 3, [letter(1)], lease=lease)
+        assert await store.load_checkpoint("g") == 3
+        assert await store.count_dead_letters() == 1
+
+    async def test_stale_holder_is_refused_after_takeover(
+        self, store: EventStore, clock: WallClock
+    ) -> None:
+        """A holder stalled past its TTL while another took over cannot commit."""
+        stale = await store.acquire_lease("g", "w-1", ttl=10)
+        await store.commit_progress("g", 2, lease=stale)
+        clock.advance(11)
+        await store.acquire_lease("g", "w-2", ttl=10)
+        with pytest.raises(GroupLockedError) as info:
+            await store.commit_progress("g", 9, [letter(9)], lease=stale)
+        assert info.value.holder == "w-2"
+        assert info.value.expires_in == pytest.approx(10)
+        assert await store.load_checkpoint("g") == 2
+        assert await store.count_dead_letters() == 0
+
+    async def test_expired_lease_is_refused_even_unclaimed(
+        self, store: EventStore, clock: WallClock
+    ) -> None:
+        """A lease past its expiry fences its holder out although nobody took it over."""
+        lease = await store.acquire_lease("g", "w-1", ttl=10)
+        clock.advance(10.5)
+        with pytest.raises(GroupLockedError) as info:
+            await store.commit_progress("g", 4, lease=lease)
+        assert info.value.expires_in <= 0
+        assert await store.load_checkpoint("g") == 0
+
+    async def test_released_lease_is_refused(self, store: EventStore) -> None:
+        """After release the old lease no longer lets its holder commit."""
+        lease = await store.acquire_lease("g", "w-1", ttl=10)
+        await store.release_lease(lease)
+        with pytest.raises(GroupLockedError):
+            await store.commit_progress("g", 4, lease=lease)
+        assert await store.load_checkpoint("g") == 0
+
+    async def test_renewed_lease_keeps_committing(
+        self, store: EventStore, clock: WallClock
+    ) -> None:
+        """A holder that renews in time commits past its first expiry."""
+        lease = await store.acquire_lease("g", "w-1", ttl=10)
+        clock.advance(8)
+        await store.renew_lease(lease, ttl=10)
+        clock.advance(8)
+        await store.commit_progress("g", 5, lease=lease)
+        assert await store.load_checkpoint("g") == 5
+
+    async def test_lease_of_another_group_is_refused(self, store: EventStore) -> None:
+        """A lease fences only the group it was taken for."""
+        lease = await store.acquire_lease("other", "w-1", ttl=10)
+        with pytest.raises(GroupLockedError):
+            await store.commit_progress("g", 1, lease=lease)
+        assert await store.load_checkpoint("g") == 0
+
+
 class TestDeadLetters:
     async def test_add_get_round_trip(self, store: EventStore) -> None:
         """An added entry comes back with every field and its assigned id, status open."""
