@@ -232,7 +232,9 @@ class _WorkerLog(logging.Handler):
                 exc = record.exc_info[1]
             where = getattr(record, "pubsub_where", None)
             if where is None:
-                where = str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
+                where = (
+                    str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
+                )
             if isinstance(exc, GroupLockedError) or (
                 isinstance(exc, StoreUnavailableError) and where == "checkpoint commit"
             ):
