@@ -399,4 +399,9 @@ class LogConsumer:
             progress.committed = max(progress.committed, mark)
 
     async def _commit_progress(self, mark: int, letters: Sequence[DeadLetter]) -> None:
-        await self._store.commit_progress(self.group, mark, letters)
+        # Fenced: the store refuses it (GroupLockedError) unless this consumer still
+        # holds the group's lease, checked inside the commit's own transaction.
+        lease = self._lease
+        if lease is None:
+            raise self._lost or GroupLockedError(self.group, "nobody", 0.0)
+        await self._store.commit_progress(self.group, mark, letters, lease=lease)

@@ -148,7 +148,10 @@ def acquire_lease(
             "expires_at = excluded.expires_at, holder_started = excluded.holder_started",
             (group, holder, now + ttl, holders.own_start_time(holder)),
         )
-        return Lease(group, holder, now + ttl)
+        # A row of another holder is a lease that was never released (that worker
+        # died or stalled): what it was dispatching may be delivered again.
+        previous = current[0] if current is not None and current[0] != holder else None
+        return Lease(group, holder, now + ttl, previous_holder=previous)
 
     lease: Lease = _transaction(conn, body)
     if checkpoints:

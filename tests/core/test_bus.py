@@ -8,6 +8,7 @@ import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -168,10 +169,10 @@ class CommitLog(MemoryEventStore):
         self.commits: list[tuple[int, frozenset[int], int]] = []
 
     async def commit_progress(
-        self, group: str, seq: int, dead_letters: Sequence[DeadLetter] = ()
+        self, group: str, seq: int, dead_letters: Sequence[DeadLetter] = (), **kw: Any
     ) -> None:
         self.commits.append((seq, frozenset(self.finished), len(dead_letters)))
-        await super().commit_progress(group, seq, dead_letters)
+        await super().commit_progress(group, seq, dead_letters, **kw)
 
 
 async def _settle() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -159,8 +160,10 @@ class _SlowCommitStore(MemoryEventStore):
         self.gate = asyncio.Event()
         self.writing = asyncio.Event()
 
-    async def commit_progress(self, group: str, seq: int, dead_letters: object = ()) -> None:
-        await super().commit_progress(group, seq, dead_letters)  # type: ignore[arg-type]
+    async def commit_progress(
+        self, group: str, seq: int, dead_letters: object = (), **kw: Any
+    ) -> None:
+        await super().commit_progress(group, seq, dead_letters, **kw)  # type: ignore[arg-type]
         if dead_letters:
             self.writing.set()
             await self.gate.wait()
