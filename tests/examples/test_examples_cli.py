@@ -257,3 +257,33 @@ class TestTail:
         assert (row["seq"], row["data"]["order_id"]) == (5, "T-1")
         tail.send_signal(signal.SIGINT)
         assert finish(tail).code == 0
+
+
+SHIPPING = str(EXAMPLES / "shipping.py")
+
+
+class TestShippingFollowUps:
+    """A handler's follow-up event, published through its HandlerContext under `pubsub run`."""
+
+    def test_follow_up_is_stored_handled_and_chained(self, bench: Workbench) -> None:
+        """The worker appends the follow-up durably, handles it, and `events show`
+        draws the causal chain from the order to its shipment."""
+        placed = bench(
+            "publish", "--app", SHIPPING, "shipping.order_placed", "--data", '{"order_id": "A-1"}'
+        )
+        assert placed.code == 0, placed.stderr
+        run = bench("run", SHIPPING, "--once")
+        assert run.code == 0, run.stderr
+        assert "handled 2 ok, 0 failed" in run.stderr
+        assert "checkpoint 2 saved" in run.stderr
+        rows = bench("events", "list", "--json").json_lines()
+        assert [r["type"] for r in rows] == ["shipping.order_placed", "shipping.order_shipped"]
+        assert rows[1]["causation_id"] == rows[0]["id"]
+        assert rows[1]["correlation_id"] == rows[0]["id"]
+        shown = bench("events", "show", "1")
+        assert shown.code == 0
+        chain = shown.stdout[shown.stdout.index("causal chain") :]
+        assert "#1 shipping.order_placed" in chain
+        assert "#2 shipping.order_shipped" in chain
+        again = bench("run", SHIPPING, "--once")  # nothing left: the follow-up was handled
+        assert "handled 0 ok" in again.stderr

@@ -62,3 +62,26 @@ class TestQuickstart:
         assert listing.returncode == 0, listing.stderr
         assert listing.stdout.count("quickstart.OrderPlaced") == 3
         assert "3 event(s)" in listing.stdout
+
+    def test_script_names_match_pubsub_run(self, tmp_path: Path) -> None:
+        """Run as a script, the quick start's handlers are named by the file's stem, so
+        `pubsub dlq retry --app examples/quickstart.py` finds the dead letter's handler
+        (it used to belong to '__main__.charge_card', "not loaded")."""
+        db = tmp_path / "qs.db"
+        script = str(ROOT / "examples" / "quickstart.py")
+        run = subprocess.run(
+            [sys.executable, script, str(db)], capture_output=True, text=True, timeout=60
+        )
+        assert run.returncode == 0, run.stderr
+        assert "dead letter 1: seq 2 quickstart.charge_card" in run.stdout
+        retry = subprocess.run(
+            [sys.executable, "-m", "pubsub_cli", "dlq", "retry", "--all", "--app", script],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "PUBSUB_DB": str(db)},
+        )
+        assert retry.returncode == 0, retry.stderr
+        assert "not loaded" not in retry.stderr + retry.stdout
+        assert "failed again: ValueError: card declined" in retry.stdout
