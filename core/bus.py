@@ -275,12 +275,10 @@ class EventBus:
     def _forget_routes(self) -> None:
         """Drop the routing cache (subscriptions or metrics changed); what the routes
         counted moves into the bus's counters."""
-        hits = 0
         for route in self._routes.values():
-            hits += route.hits
+            self._counters.published += route.hits
+            self._counters.ok += route.hits * len(route.names)
             route.retire()
-        self._counters.published += hits
-        self._counters.ok += hits
         self._routes.clear()
 
     def unsubscribe(self, handler: str | Callable[..., object]) -> None:
@@ -841,10 +839,12 @@ class EventBus:
         c = self._counters
         consumer = self._consumer
         last_seq = c.last_seq if consumer is None else max(c.last_seq, consumer.last_seq)
-        hits = sum(route.hits for route in self._routes.values())  # inline successes
+        routes = self._routes.values()  # what the lean paths counted on their routes
+        hits = sum(route.hits for route in routes)
+        ok = sum(route.hits * len(route.names) for route in routes)
         return BusStatistics(
             published=c.published + hits,
-            handled_ok=c.ok + hits,
+            handled_ok=c.ok + ok,
             handled_failed=c.failed,
             dead_lettered=c.dead_lettered,
             in_flight=self._active,

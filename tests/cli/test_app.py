@@ -254,9 +254,10 @@ class TestProcess:
     def test_foreign_sqlite_untouched(self, tmp_path: Path) -> None:
         """A SQLite file of another application is refused and left unchanged."""
         import sqlite3
+        from contextlib import closing
 
         other = tmp_path / "other.db"
-        with sqlite3.connect(other) as conn:
+        with closing(sqlite3.connect(other)) as conn, conn:
             conn.execute("create table t (x)")
             conn.execute("insert into t values (1)")
         conn.close()

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,7 @@ def orders(cli: CLI) -> CLI:
 
 
 def lease(db: Path) -> tuple[str, float]:
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         holder, expires = conn.execute("SELECT holder, expires_at FROM leases").fetchone()
     return holder, expires
 
@@ -161,7 +162,7 @@ class TestFatalStops:
             )
         )
         proc.expect("following")
-        with sqlite3.connect(orders.db) as conn:
+        with closing(sqlite3.connect(orders.db)) as conn, conn:
             conn.execute(
                 "UPDATE leases SET holder = 'intruder', expires_at = ?", (time.time() + 3600,)
             )
@@ -176,7 +177,7 @@ class TestFatalStops:
         (tmp_path / "failing.py").write_text(FAILING)
         lines = "".join(f'{{"type": "FailingJob", "data": {{"n": {n}}}}}\n' for n in range(3))
         assert cli("publish", "--app", "failing.py", "--file", "-", input=lines).exit_code == 0
-        with sqlite3.connect(cli.db) as conn:
+        with closing(sqlite3.connect(cli.db)) as conn, conn:
             pages = conn.execute("PRAGMA page_count").fetchone()[0]
         r = pubsub_process(
             "--store",

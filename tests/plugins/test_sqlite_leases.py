@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def child(db: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
 
 
 def set_holder(db: Path, holder: str, started: int | None) -> None:
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute(
             "UPDATE leases SET holder = ?, holder_started = ? WHERE group_name = 'g'",
             (holder, started),
@@ -111,7 +112,7 @@ class TestDeadHolder:
     ) -> None:
         """The start time recorded with the lease is the holder's own: it is kept."""
         proc, _ = child
-        with sqlite3.connect(db) as conn:
+        with closing(sqlite3.connect(db)) as conn, conn:
             [(recorded,)] = conn.execute("SELECT holder_started FROM leases").fetchall()
         conn.close()
         assert recorded == start_time(proc.pid)

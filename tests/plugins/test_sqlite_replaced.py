@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ async def make_store(path: Path, n: int) -> None:
 
 
 def count_rows(path: Path) -> int:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
 
 
@@ -265,7 +266,7 @@ class TestInAnotherProcess:
             remove_store_files(db)
         else:
             other = tmp_path / "other.db"
-            with sqlite3.connect(other) as conn:
+            with closing(sqlite3.connect(other)) as conn, conn:
                 conn.execute("CREATE TABLE t (x)")
             conn.close()
             os.replace(other, db)

@@ -10,6 +10,7 @@ import re
 import sqlite3
 import stat
 from collections.abc import AsyncIterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,7 +144,7 @@ class TestCreation:
             await store.append([Tick(1)])
             for name in ("events.db", "events.db-wal", "events.db-shm"):
                 assert stat.S_IMODE(os.stat(db.parent / name).st_mode) == 0o600, name
-        with sqlite3.connect(db) as conn:
+        with closing(sqlite3.connect(db)) as conn, conn:
             assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
             assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         conn.close()
@@ -210,7 +211,7 @@ class TestCreation:
 
     async def test_migrates_an_older_store(self, db: Path) -> None:
         """A store at schema version 1 is brought forward to the current version."""
-        with sqlite3.connect(db) as conn:
+        with closing(sqlite3.connect(db)) as conn, conn:
             conn.executescript(MIGRATIONS[0])
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute("PRAGMA user_version = 1")
@@ -237,19 +238,19 @@ class TestForeignFiles:
 
     async def test_other_sqlite_database_left_unchanged(self, db: Path) -> None:
         """An SQLite file of another application is NotAStoreError, untouched, not WAL."""
-        with sqlite3.connect(db) as conn:
+        with closing(sqlite3.connect(db)) as conn, conn:
             conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
             conn.execute("INSERT INTO customers (name) VALUES ('ada')")
         conn.close()
         await self._refused(db, NotAStoreError)
-        with sqlite3.connect(db) as conn:
+        with closing(sqlite3.connect(db)) as conn, conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         conn.close()
 
     async def test_newer_schema_left_unchanged(self, db: Path) -> None:
         """A store of a newer schema version is SchemaVersionError and untouched."""
         await fill(db, 3)
-        with sqlite3.connect(db) as conn:
+        with closing(sqlite3.connect(db)) as conn, conn:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
         conn.close()
         await self._refused(db, SchemaVersionError)
@@ -404,7 +405,7 @@ class TestGroupCommit:
         """An append after a record stamped in the future is stamped no earlier than it."""
         await fill(db, 1)
         future = datetime.now(UTC) + timedelta(days=1)
-        with sqlite3.connect(db) as conn:
+        with closing(sqlite3.connect(db)) as conn, conn:
             micros = (future - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
             conn.execute("UPDATE events SET appended_at = ?", (micros,))
         conn.close()
