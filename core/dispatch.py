@@ -242,8 +242,10 @@ class Route:
 
     __slots__ = (
         "counter",
+        "counts_hits",
         "hits",
         "inline",
+        "inline_sync",
         "names",
         "plain",
         "published",
@@ -264,13 +266,21 @@ class Route:
         self.names = tuple(runner.name for runner, _ in runners)
         # A single plain async handler, for the bus to await inline:
         # (handler, record a duration, fold the recorder or None).
+        # ``inline_sync`` is the same for a single plain sync handler marked inline.
         self.inline: tuple[Callable[..., Any], Callable[[float], object], Any] | None = None
-        if self.single is not None and self.single[0].plain and self.single[0].is_async:
+        self.inline_sync: tuple[Callable[..., Any], Callable[[float], object], Any] | None
+        self.inline_sync = None
+        if self.single is not None and self.single[0].plain:
             runner, rec = self.single
+            fast: tuple[Callable[..., Any], Callable[[float], object], Any]
             if isinstance(rec, _Pair):  # the built-in recorder: one list append
-                self.inline = (runner.fn, rec.recent.append, rec.fold)
+                fast = (runner.fn, rec.recent.append, rec.fold)
             else:
-                self.inline = (runner.fn, rec.succeeded, None)
+                fast = (runner.fn, rec.succeeded, None)
+            if runner.is_async:
+                self.inline = fast
+            else:
+                self.inline_sync = fast
         # Several plain async handlers: (handler, record a duration, fold or None) each,
         # for ``run_plain`` (no Runner.run layer, no outcome objects when all succeed).
         self.plain: tuple[tuple[Callable[..., Any], Callable[[float], object], Any], ...] | None
@@ -286,7 +296,10 @@ class Route:
         # the built-in type counter (one increment counts for both).
         self.hits = 0
         self.counter = type_recorder if isinstance(type_recorder, _TypeCount) else None
-        if (self.inline is not None or self.plain is not None) and self.counter is not None:
+        self.counts_hits = (
+            self.inline is not None or self.inline_sync is not None or self.plain is not None
+        )
+        if self.counts_hits and self.counter is not None:
             self.counter.sources.append(self)
         self.type_recorder = type_recorder
         self.published = type_recorder.published
@@ -295,7 +308,7 @@ class Route:
 
     def retire(self) -> None:
         """The bus drops this route: the type counter keeps what it counted."""
-        if (self.inline is not None or self.plain is not None) and self.counter is not None:
+        if self.counts_hits and self.counter is not None:
             self.counter.retire(self)
 
     def single_failed(self, exc: Exception, t0: float) -> Failure:
