@@ -63,9 +63,9 @@ async def publish(db: Path, tasks: int) -> None:
     await asyncio.gather(*(one_task(t) for t in range(tasks)))
 
 
-async def consume(db: Path, once: bool) -> None:
+async def consume(db: Path, once: bool, window: int = 256) -> None:
     store = await open_sqlite_store(f"sqlite:///{db}")
-    bus = EventBus(store=store, group=GROUP, holder=HOLDER, lease_ttl=60.0)
+    bus = EventBus(store=store, group=GROUP, holder=HOLDER, lease_ttl=60.0, max_in_flight=window)
 
     @bus.subscribe(Tick, name="crash.print")
     async def handle(event: Tick) -> None:
@@ -84,11 +84,12 @@ def child(argv: list[str]) -> None:
     parser.add_argument("db", type=Path)
     parser.add_argument("--tasks", type=int, default=4)
     parser.add_argument("--once", action="store_true")
+    parser.add_argument("--window", type=int, default=256)
     args = parser.parse_args(argv)
     if args.mode == "publish":
         asyncio.run(publish(args.db, args.tasks))
     else:
-        asyncio.run(consume(args.db, args.once))
+        asyncio.run(consume(args.db, args.once, args.window))
 
 
 # -- the harness ----------------------------------------------------------------------
@@ -151,11 +152,14 @@ def kill_publisher(db: Path, rng: random.Random, *, max_lines: int = 200) -> Kil
     return _kill_after(proc, rng.randint(0, max_lines), db.with_suffix(".err"))
 
 
-def kill_consumer(db: Path, rng: random.Random, *, max_lines: int = 200) -> Killed:
+def kill_consumer(
+    db: Path, rng: random.Random, *, max_lines: int = 200, min_lines: int = 0, window: int = 256
+) -> Killed:
     """Start a consumer that catches up and exits, and SIGKILL it after a random number of
     handled events (it may finish first: then it exited by itself)."""
-    proc = _spawn(["consume", str(db), "--once"], db.with_suffix(".err"))
-    return _kill_after(proc, rng.randint(0, max_lines), db.with_suffix(".err"))
+    args = ["consume", str(db), "--once", "--window", str(window)]
+    proc = _spawn(args, db.with_suffix(".err"))
+    return _kill_after(proc, rng.randint(min_lines, max_lines), db.with_suffix(".err"))
 
 
 def finish_consumer(db: Path) -> list[str]:

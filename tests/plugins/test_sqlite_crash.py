@@ -60,3 +60,34 @@ class TestKillDuringConsume:
         handled.update(finish_consumer(db))
         missing = {str(i) for i in promised.values()} - handled
         assert not missing, f"{len(missing)} events never handled (seed {seed})"
+
+
+class TestDuplicatesPerCrash:
+    async def test_a_kill_during_catch_up_redelivers_at_most_the_window(
+        self, tmp_path: Path
+    ) -> None:
+        """Kill -9 during the catch-up of a 3,000-event backlog, five times: each restart
+        handles again at most max_in_flight of the events the killed one handled."""
+        from sqlite_crash_worker import Tick
+
+        from plugins.sqlite import open_sqlite_store
+
+        seed = random.randrange(2**32)
+        rng = random.Random(seed)
+        db = tmp_path / "backlog.db"
+        store = await open_sqlite_store(f"sqlite:///{db}")
+        for start in range(0, 3000, 500):
+            await store.append([Tick(n) for n in range(start, start + 500)])
+        await store.aclose()
+        window = 32
+        runs: list[list[str]] = []
+        for _ in range(5):
+            killed = kill_consumer(db, rng, min_lines=100, max_lines=500, window=window)
+            check_killed(killed, may_finish=True)
+            runs.append(killed.lines)
+        runs.append(finish_consumer(db))
+        for before, after in zip(runs, runs[1:], strict=False):
+            again = set(before) & set(after)
+            assert len(again) <= window, f"{len(again)} redelivered (seed {seed})"
+        handled = {line for run in runs for line in run}
+        assert len(handled) == 3000, f"seed {seed}"
