@@ -486,9 +486,22 @@ class EventBus:
             route = self._routes.get(event.__class__) or self._route(event.__class__)
             inline = route.inline
             if inline is None:
-                if route.inline_sync is not None:
-                    return await self._publish_inline_sync(route, event, raise_on_error)
-                return await self._publish_route(route, event, raise_on_error)
+                inline = route.inline_sync
+                if inline is None:
+                    return await self._publish_route(route, event, raise_on_error)
+                # One plain sync handler marked inline: called right here.
+                fn, record, fold = inline
+                self._active += 1
+                token = _set_dispatch(event)
+                t0 = perf_counter()
+                try:
+                    value = fn(event)
+                except Exception as exc:
+                    return await self._inline_failed(route, event, exc, t0, raise_on_error)
+                finally:
+                    _reset_dispatch(token)
+                    self._active -= 1
+                return self._inline_done(route, event, t0, value, record, fold)
             # One plain handler (no policy): awaited right here, in the caller's task,
             # as `await handler(event)` would be; what Runner.run does, without the
             # layers.
@@ -499,10 +512,7 @@ class EventBus:
             try:
                 value = await fn(event)
             except Exception as exc:
-                failure = route.single_failed(exc, t0)
-                route.published()
-                self._counters.published += 1
-                return await self._settle(event, [failure], raise_on_error)
+                return await self._inline_failed(route, event, exc, t0, raise_on_error)
             finally:
                 _reset_dispatch(token)
                 self._active -= 1  # drain() looks again rather than being told
@@ -537,31 +547,37 @@ class EventBus:
         self._counters.published += 1
         return await self._settle(event, outcomes, raise_on_error)
 
-    async def _publish_inline_sync(
-        self, route: Route, event: Event, raise_on_error: bool | None
-    ) -> PublishResult:
-        """publish_async's inline path for one plain sync handler marked ``inline``."""
-        assert route.inline_sync is not None
-        fn, record, fold = route.inline_sync
-        self._active += 1
-        token = _set_dispatch(event)
-        t0 = perf_counter()
-        try:
-            value = fn(event)
-        except Exception as exc:
-            failure = route.single_failed(exc, t0)
-            route.published()
-            self._counters.published += 1
-            return await self._settle(event, [failure], raise_on_error)
-        finally:
-            _reset_dispatch(token)
-            self._active -= 1
+    def _inline_done(
+        self,
+        route: Route,
+        event: Event,
+        t0: float,
+        value: object,
+        record: Callable[[float], object],
+        fold: Callable[[], None] | None,
+    ) -> OneResult:
+        """The end of an inline sync publish that succeeded."""
         duration = perf_counter() - t0
         record(duration)
         hits = route.hits = route.hits + 1
         if not hits & 1023 and fold is not None:
             fold()
         return OneResult(event, route, duration, value)
+
+    async def _inline_failed(
+        self,
+        route: Route,
+        event: Event,
+        exc: Exception,
+        t0: float,
+        raise_on_error: bool | None,
+    ) -> PublishResult:
+        """The inline handler raised: its failure, counted and dead-lettered (still in
+        the dispatch context, as the handler was)."""
+        failure = route.single_failed(exc, t0)
+        route.published()
+        self._counters.published += 1
+        return await self._settle(event, [failure], raise_on_error)
 
     async def _publish_route(
         self, route: Route, event: Event, raise_on_error: bool | None
