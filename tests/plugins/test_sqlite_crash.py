@@ -3,6 +3,7 @@ consumer dispatches every stored event at least once."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 from uuid import UUID
@@ -86,7 +87,7 @@ class TestDuplicatesPerCrash:
             check_killed(killed, may_finish=True)
             runs.append(killed.lines)
         runs.append(finish_consumer(db))
-        for before, after in zip(runs, runs[1:], strict=False):
+        for before, after in itertools.pairwise(runs):
             again = set(before) & set(after)
             assert len(again) <= window, f"{len(again)} redelivered (seed {seed})"
         handled = {line for run in runs for line in run}
