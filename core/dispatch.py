@@ -411,6 +411,14 @@ class Route:
         pending = [task for task in started[index:] if not task.done()]
         for task in pending:
             task.add_done_callback(lambda t: ends.__setitem__(id(t), perf_counter()))
+        await self._wait(pending)
+        return ends
+
+    async def _wait(self, pending: list[asyncio.Task[Any]]) -> None:
+        """Wait for the handlers' tasks that are still running (the bus's ``tasks`` hold
+        them meanwhile, so that aclose can cancel them)."""
+        if not pending:
+            return
         tasks = self.tasks
         tasks.update(pending)
         try:
@@ -423,7 +431,6 @@ class Route:
             raise
         finally:
             tasks.difference_update(pending)
-        return ends
 
     def _plain_outcomes(
         self,
@@ -458,20 +465,7 @@ class Route:
     async def _collect(
         self, started: list[asyncio.Task[HandlerOutcome[Any]]]
     ) -> list[HandlerOutcome[Any]]:
-        tasks = self.tasks
-        pending = [task for task in started if not task.done()]
-        if pending:
-            tasks.update(pending)
-            try:
-                await asyncio.wait(pending)
-            except asyncio.CancelledError:
-                # The caller is cancelled: its handlers go with it, as an inline one would.
-                for task in pending:
-                    task.cancel()
-                await asyncio.wait(pending)
-                raise
-            finally:
-                tasks.difference_update(pending)
+        await self._wait([task for task in started if not task.done()])
         outcomes: list[HandlerOutcome[Any]] = []
         for name, task in zip(self.names, started, strict=True):
             if task.cancelled():
