@@ -135,7 +135,7 @@ class LogConsumer:
         self._redeliver_to = 0  # catch-up events up to here may have been seen before
         self._wakeup = asyncio.Event()
         self._urgent = False
-        self._committed = asyncio.Event()
+        self._moved = asyncio.Event()  # a commit was attempted or an event finished
         self._commit_lock = asyncio.Lock()
         self._committer: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -303,9 +303,12 @@ class LogConsumer:
         so that a crash redelivers at most that many events."""
         progress = self._progress
         while seq - progress.committed > self._max_in_flight:
-            self._schedule_commit(urgent=True)
-            self._committed.clear()
-            await self._committed.wait()
+            if progress.dirty:  # finished work to commit: commit it now
+                self._schedule_commit(urgent=True)
+            # Woken by the next commit or the next finished event (a slow handler
+            # holds the mark back: then this waits for it, without spinning).
+            self._moved.clear()
+            await self._moved.wait()
             if self._lost is not None:
                 raise self._lost
 
@@ -323,6 +326,7 @@ class LogConsumer:
             self._dispatcher.undeliverable(letter)
             self._progress.finish(record.seq, [letter])
             self._schedule_commit()
+            self._moved.set()
             return
         await self._deliver(record.seq, event, redelivery=record.seq <= self._redeliver_to)
 
@@ -349,6 +353,7 @@ class LogConsumer:
                 letters = delivered.dead_letters
                 if progress.finish(seq, letters) or letters:
                     self._schedule_commit(urgent=seq - progress.committed > self._max_in_flight)
+                self._moved.set()
 
     async def follow(self, stop: asyncio.Event, *, poll_interval: float = 0.2) -> None:
         while not stop.is_set():
@@ -367,16 +372,18 @@ class LogConsumer:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            failed = False
             try:
                 await self._commit()
             except GroupLockedError as exc:
                 self._lose_lease(exc)
-                self._committed.set()
+                self._moved.set()
                 return
             except Exception as exc:  # reported; the next wake-up tries again
                 self._dispatcher.report("checkpoint commit", exc)
-            self._committed.set()
-            if self._urgent:
+                failed = True
+            self._moved.set()
+            if self._urgent and not failed:  # a failing store is not retried at once
                 self._urgent = False
                 continue
             await asyncio.sleep(self._commit_interval)

@@ -165,3 +165,47 @@ class TestDuplicateBound:
             await bus.drain()
         assert violations == []
         assert await store.load_checkpoint("default") == 300
+
+    async def test_a_full_window_behind_a_slow_handler_waits_without_spinning(self) -> None:
+        """While one slow event holds the checkpoint back and the window is full, the
+        consumer waits: no stream of empty commits, and everything runs once it ends."""
+        commits: list[int] = []
+
+        class Counting(MemoryEventStore):
+            async def commit_progress(self, group: str, seq: int, *a: object, **kw: object) -> None:
+                commits.append(seq)
+                await super().commit_progress(group, seq, *a, **kw)  # type: ignore[arg-type]
+
+        store = Counting()
+        await fill(store, 40)
+        gate = asyncio.Event()
+        bus = EventBus(store, max_in_flight=4, commit_interval=0)
+
+        @bus.subscribe(Job, name="work")
+        async def work(event: Job) -> None:
+            if event.n == 1:
+                await gate.wait()
+
+        attempts: list[int] = []
+        starting = asyncio.create_task(bus.start())
+        while bus.consumer is None:
+            await asyncio.sleep(0)
+        consumer = bus._consumer
+        assert consumer is not None
+        real = consumer._commit
+
+        async def counted() -> None:
+            attempts.append(1)
+            await real()
+
+        consumer._commit = counted  # type: ignore[method-assign]
+        for _ in range(300):
+            await asyncio.sleep(0)
+        assert not starting.done()  # the window is full behind event 1
+        assert len(commits) <= 2
+        assert len(attempts) <= 5  # not one commit attempt per loop turn
+        gate.set()
+        await starting
+        await bus.drain()
+        await bus.aclose()
+        assert await store.load_checkpoint("default") == 40
