@@ -188,7 +188,9 @@ class TestDuplicateBound:
 
         attempts: list[int] = []
         starting = asyncio.create_task(bus.start())
-        while bus.consumer is None:
+        for _ in range(100):  # the consumer exists once its lease is taken
+            if bus.consumer is not None:
+                break
             await asyncio.sleep(0)
         consumer = bus._consumer
         assert consumer is not None
