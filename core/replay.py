@@ -9,6 +9,7 @@ re-driving it at once resolve it exactly once. Both deliver with ``redelivery=Tr
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from collections.abc import AsyncIterable, Callable, Collection
 from dataclasses import dataclass
@@ -90,41 +91,51 @@ async def replay(
     first_seq = last_seq = None
     t0 = perf_counter()
     seconds_per_event = None if not rate else 1.0 / rate
-    async for record in records:
-        if first_seq is None:
-            first_seq = record.seq
-        last_seq = record.seq
-        try:
-            event = record.decode(bus.registry)
-        except EventError as exc:
-            decode_errors += 1
-            letters.append(for_undecodable(record, exc, group=None, source="replay"))
-        else:
-            cls = event.__class__
-            route = routes.get(cls)
-            if route is None:
-                full = bus._route(cls)
-                route = routes[cls] = full if wanted is None else full.only(wanted)
-            if route.runners:
-                for o in await route.dispatch(event, DispatchContext(event, 1, True)):
-                    if o.status is _OK:
-                        ok[o.handler] = ok.get(o.handler, 0) + 1
-                    else:
-                        failed[o.handler] = failed.get(o.handler, 0) + 1
-                        if isinstance(o, Failure):
-                            letters.append(
-                                for_failure(o, event, seq=record.seq, group=None, source="replay")
-                            )
-        events += 1
-        if len(letters) >= 100:
-            dead += len(await bus.dead_letters.add_dead_letters(letters))
-            letters = []
-        if progress is not None and not events & 255:  # every 256 events: cheap
-            progress(events)
-        if seconds_per_event is not None:
-            lag = t0 + events * seconds_per_event - perf_counter()
-            if lag > 0:
-                await bus._clock.sleep(lag)
+    try:
+        async for record in records:
+            if first_seq is None:
+                first_seq = record.seq
+            last_seq = record.seq
+            try:
+                event = record.decode(bus.registry)
+            except EventError as exc:
+                decode_errors += 1
+                letters.append(for_undecodable(record, exc, group=None, source="replay"))
+            else:
+                cls = event.__class__
+                route = routes.get(cls)
+                if route is None:
+                    full = bus._route(cls)
+                    route = routes[cls] = full if wanted is None else full.only(wanted)
+                if route.runners:
+                    for o in await route.dispatch(event, DispatchContext(event, 1, True)):
+                        if o.status is _OK:
+                            ok[o.handler] = ok.get(o.handler, 0) + 1
+                        else:
+                            failed[o.handler] = failed.get(o.handler, 0) + 1
+                            if isinstance(o, Failure):
+                                letters.append(
+                                    for_failure(
+                                        o, event, seq=record.seq, group=None, source="replay"
+                                    )
+                                )
+            events += 1
+            if len(letters) >= 100:
+                dead += len(await bus.dead_letters.add_dead_letters(letters))
+                letters = []
+            if progress is not None and not events & 255:  # every 256 events: cheap
+                progress(events)
+            if seconds_per_event is not None:
+                lag = t0 + events * seconds_per_event - perf_counter()
+                if lag > 0:
+                    await bus._clock.sleep(lag)
+    except BaseException:
+        # Cut short (Ctrl-C, a cancelled task): the failures seen so far are still
+        # written, none is lost.
+        if letters:
+            with contextlib.suppress(Exception):
+                await bus.dead_letters.add_dead_letters(letters)
+        raise
     if letters:
         dead += len(await bus.dead_letters.add_dead_letters(letters))
     if progress is not None and events & 255:

@@ -66,7 +66,7 @@ class Settings:
         url = self.store_url
         if not url.startswith("sqlite://"):
             return None
-        path = url.removeprefix("sqlite://")
+        path = url.removeprefix("sqlite://").split("?", 1)[0]  # options are not the path
         path = path[1:] if path.startswith("/") else path
         return Path(path) if path and path != ":memory:" else None
 

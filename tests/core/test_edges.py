@@ -3,6 +3,7 @@ way, router refusals, and re-drives that cannot find their handler."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -151,3 +152,33 @@ def _returns(value: object):
         return value
 
     return handler
+
+
+class TestReplayCutShort:
+    async def test_a_cancelled_replay_keeps_the_dead_letters_it_saw(self) -> None:
+        """Cancel a replay mid-way: the failures before the cancel are dead letters."""
+        from core import MemoryEventStore
+
+        store = MemoryEventStore()
+        await store.append([Other(n) for n in range(3)])
+        bus = EventBus(store, consume=False)
+        stuck = asyncio.Event()
+
+        async def fails(event: Other) -> None:
+            raise RuntimeError("replayed and failed")
+
+        bus.subscribe(Other, name="fails")(fails)
+
+        async def records():
+            async for record in store.read():
+                yield record
+            stuck.set()
+            await asyncio.Event().wait()
+
+        replaying = asyncio.create_task(bus.replay(records()))
+        await stuck.wait()
+        replaying.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await replaying
+        letters = await store.list_dead_letters()
+        assert [(d.handler, d.source) for d in letters] == [("fails", "replay")] * 3
