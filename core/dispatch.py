@@ -236,6 +236,13 @@ def _start(coro: Coroutine[Any, Any, HandlerOutcome[Any]]) -> asyncio.Task[Handl
     return loop.create_task(coro)
 
 
+def _value(task: asyncio.Task[Any]) -> Any:
+    """A finished handler task's return value, or _FAILED if it failed or was cancelled."""
+    if task.cancelled() or task.exception() is not None:
+        return _FAILED
+    return task.result()
+
+
 class Route:
     """The runners that match one concrete event type, with their recorders, and the
     one way to dispatch an event to them."""
@@ -371,40 +378,39 @@ class Route:
             _reset_dispatch(token)
         values: list[Any] = []
         ends: dict[int, float] | None = None
-        outcomes: list[HandlerOutcome[Any]] | None = None
         for index, task in enumerate(started):
             try:
                 values.append(task.result())
-            except asyncio.InvalidStateError:  # it suspended: finish it below
-                ends = await self._finish(started, index, values, marks)
+            except asyncio.InvalidStateError:  # it suspended: wait for the rest
+                ends = await self._finish(started, index, marks)
+                values = [_value(task) for task in started]
                 break
             except BaseException:  # failed or cancelled: every outcome, the slow way
                 values.append(_FAILED)
+        if _FAILED in values:
+            return self._plain_outcomes(started, marks, ends)
+        if ends is None:
+            durations = [b - a for a, b in itertools.pairwise(marks)]
         else:
-            if _FAILED not in values:
-                durations = [b - a for a, b in itertools.pairwise(marks)]
-                for (_, record, _), duration in zip(plain, durations, strict=True):
-                    record(duration)
-                hits = self.hits = self.hits + 1
-                if not hits & 1023:
-                    for _, _, fold in plain:
-                        if fold is not None:
-                            fold()
-                result = _new(ManyResult)
-                result.event = event
-                result._route = self
-                result._durations = durations
-                result._values = values
-                return result
-        outcomes = self._plain_outcomes(started, marks, ends)
-        return outcomes
+            durations = [
+                ends.get(id(task), marks[i + 1]) - marks[i] for i, task in enumerate(started)
+            ]
+        for (_, record, _), duration in zip(plain, durations, strict=True):
+            record(duration)
+        hits = self.hits = self.hits + 1
+        if not hits & 1023:
+            for _, _, fold in plain:
+                if fold is not None:
+                    fold()
+        result = _new(ManyResult)
+        result.event = event
+        result._route = self
+        result._durations = durations
+        result._values = values
+        return result
 
     async def _finish(
-        self,
-        started: list[asyncio.Task[Any]],
-        index: int,
-        values: list[Any],
-        marks: list[float],
+        self, started: list[asyncio.Task[Any]], index: int, marks: list[float]
     ) -> dict[int, float]:
         """Wait for the handlers from ``index`` on, noting when each one ends."""
         ends: dict[int, float] = {}
@@ -421,8 +427,19 @@ class Route:
             return
         tasks = self.tasks
         tasks.update(pending)
+        caller = asyncio.current_task()
         try:
-            await asyncio.wait(pending)
+            for task in pending:  # one after another: cheaper than asyncio.wait
+                if task.done():
+                    continue
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    if caller is not None and caller.cancelling():
+                        raise  # the caller is cancelled (below)
+                    # else: that handler's task was cancelled (aclose): its outcome
+                except BaseException:
+                    pass
         except asyncio.CancelledError:
             # The caller is cancelled: its handlers go with it, as an inline one would.
             for task in pending:
