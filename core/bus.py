@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import inspect
 import logging
 import os
 import socket
-import typing
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Collection
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -29,18 +27,17 @@ from typing import Any, Literal, TypeVar, Unpack
 from uuid import uuid4
 
 from .clock import Clock, RandomSource, system_clock, system_random
-from .codec import encode
 from .consumer import Consumer, Delivered, LogConsumer
+from .devmode import check_event, check_signature
 from .dispatch import Middleware, Route, Runner
 from .dlq import MIDDLEWARE_HANDLER, for_failure
-from .errors import BusClosedError, EventDecodeError, SubscriptionError, SyncPublishInLoopError
+from .errors import BusClosedError, SubscriptionError, SyncPublishInLoopError
 from .events import (
     DispatchContext,
     Event,
     EventRegistry,
     _dispatch,
     default_registry,
-    is_frozen_dataclass,
 )
 from .hooks import PublishDetails, PublishHook
 from .memory import MemoryDeadLetterQueue
@@ -229,7 +226,7 @@ class EventBus:
         for sub in router.subscriptions:
             sub = self._resolve_name(sub, pending)
             if self._dev:
-                _check_signature(sub)
+                check_signature(sub)
             pending.append(sub)
             added.append(sub)
         for sub in added:
@@ -532,7 +529,7 @@ class EventBus:
         if self._closed:
             raise BusClosedError()
         if self._dev:
-            _check_event(event, encodes=self._store is None)
+            check_event(event, encodes=self._store is None)
         if self._store is not None:
             return await self._publish_durable(event, raise_on_error)
         if self._hooks:
@@ -936,57 +933,3 @@ def _describe(obj: object) -> str:
     name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
     module = getattr(obj, "__module__", None)
     return f"{module}.{name}" if module else str(name)
-
-
-def _check_event(event: object, *, encodes: bool = True) -> None:
-    if not isinstance(event, Event):
-        raise EventDecodeError(
-            type(event).__qualname__, None, "is not an Event: subclass core.Event"
-        )
-    if not is_frozen_dataclass(event):
-        raise EventDecodeError(
-            type(event).event_type,
-            None,
-            "is not a frozen dataclass: decorate it with @dataclass(frozen=True, slots=True)",
-        )
-    # What a store would refuse (NaN, infinity, integers beyond 64 bits, unpaired
-    # surrogates) is refused in development mode without a store too (with one, the
-    # append encodes it anyway).
-    if encodes:
-        encode(event)
-
-
-def _check_signature(sub: Subscription[Any, Any]) -> None:
-    handler = sub.handler
-    target = handler if inspect.isfunction(handler) or inspect.ismethod(handler) else None
-    if target is None:
-        target = getattr(handler, "__call__", None)  # noqa: B004
-    if target is None:
-        raise SubscriptionError(f"handler {sub.name!r} is not callable")
-    try:
-        sig = inspect.signature(target)
-    except (TypeError, ValueError) as exc:
-        raise SubscriptionError(f"handler {sub.name!r}: cannot read its signature: {exc}") from None
-    params = [
-        p
-        for p in sig.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    ]
-    extra_required = [
-        p for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY and p.default is p.empty
-    ]
-    if len(params) not in (1, 2) or extra_required:
-        raise SubscriptionError(
-            f"handler {sub.name!r} must take the event as its one positional parameter "
-            f"(and optionally a HandlerContext as a second one); its signature is {sig}"
-        )
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception:
-        hints = {}
-    annotation = hints.get(params[0].name)
-    if isinstance(annotation, type) and not issubclass(sub.event_type, annotation):
-        raise SubscriptionError(
-            f"handler {sub.name!r} takes {annotation.__qualname__} but is subscribed to "
-            f"{sub.event_type.__qualname__}, which is not a {annotation.__qualname__}"
-        )

@@ -18,6 +18,7 @@ INTERNAL = {
     "clock": {"system_clock"},  # the default instance; SystemClock is exported
     "codec": {"decode", "decode_as", "encode", "from_dict", "to_dict"},  # Event methods wrap them
     "consumer": {"Delivered", "Dispatcher", "LogConsumer"},  # the seam's two sides
+    "devmode": {"check_event", "check_signature"},  # what dev_mode=True checks
     "dispatch": {"Route", "Runner"},  # the bus's machinery
     "dlq": {
         "DECODE_HANDLER",
