@@ -169,76 +169,74 @@ class _Named(Protocol):
     def names(self) -> tuple[str, ...]: ...
 
 
-class OneResult(PublishResult):
-    """The result of a publish whose one handler succeeded inline: it keeps the
-    handler's name, duration and value, and builds the HandlerOutcome only when
-    ``outcomes`` is first read (most publishers never read it)."""
+class _AllOk(PublishResult):
+    """A publish whose every handler succeeded on a lean path: the HandlerOutcome
+    objects are built from what the subclass keeps only when ``outcomes`` is first read
+    (most publishers never read them). The bus fills bare instances (no __init__ call
+    on its hot path)."""
 
-    __slots__ = ("_duration", "_outcomes", "_route", "_value")
+    __slots__ = ("_outcomes", "_route")
     seq = None  # class-level: never stored, never a duplicate
     duplicate = False
     _outcomes: tuple[HandlerOutcome[Any], ...]
+    _route: _Named
+
+    def _build(self) -> tuple[HandlerOutcome[Any], ...]:
+        raise NotImplementedError
+
+    @property
+    def outcomes(self) -> Sequence[HandlerOutcome[Any]]:  # type: ignore[override]
+        try:
+            return self._outcomes
+        except AttributeError:  # first read
+            self._outcomes = self._build()
+            return self._outcomes
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+
+class OneResult(_AllOk):
+    """One handler succeeded inline: its name (the route's), duration and value."""
+
+    __slots__ = ("_duration", "_value")
 
     def __init__(self, event: Event, route: _Named, duration: float, value: object) -> None:
-        # The bus's hot path fills a bare instance instead (no __init__ call).
         self.event = event
         self._route = route
         self._duration = duration
         self._value = value
 
-    @property
-    def outcomes(self) -> Sequence[HandlerOutcome[Any]]:  # type: ignore[override]
-        try:
-            return self._outcomes
-        except AttributeError:  # first read
-            name, ok = self._route.names[0], OutcomeStatus.OK
-            outcome = HandlerOutcome(name, ok, 1, self._duration, value=self._value)
-            self._outcomes = (outcome,)
-            return self._outcomes
-
-    @property
-    def ok(self) -> bool:
-        return True
+    def _build(self) -> tuple[HandlerOutcome[Any], ...]:
+        name = self._route.names[0]
+        return (HandlerOutcome(name, OutcomeStatus.OK, 1, self._duration, value=self._value),)
 
     def __len__(self) -> int:
         return 1
 
 
-class ManyResult(PublishResult):
-    """The result of a publish whose several plain handlers all succeeded: names,
-    durations and values, with the HandlerOutcome objects built on first read."""
+class ManyResult(_AllOk):
+    """Several plain handlers all succeeded: their durations and values, in order."""
 
-    __slots__ = ("_durations", "_outcomes", "_route", "_values")
-    seq = None  # class-level: never stored, never a duplicate
-    duplicate = False
-    _outcomes: tuple[HandlerOutcome[Any], ...]
+    __slots__ = ("_durations", "_values")
 
     def __init__(
         self, event: Event, route: _Named, durations: list[float], values: list[Any]
     ) -> None:
-        # The route's hot path fills a bare instance instead (no __init__ call).
         self.event = event
         self._route = route
         self._durations = durations
         self._values = values
 
-    @property
-    def outcomes(self) -> Sequence[HandlerOutcome[Any]]:  # type: ignore[override]
-        try:
-            return self._outcomes
-        except AttributeError:  # first read
-            ok = OutcomeStatus.OK
-            self._outcomes = tuple(
-                HandlerOutcome(name, ok, 1, duration, value=value)
-                for name, duration, value in zip(
-                    self._route.names, self._durations, self._values, strict=True
-                )
+    def _build(self) -> tuple[HandlerOutcome[Any], ...]:
+        ok = OutcomeStatus.OK
+        return tuple(
+            HandlerOutcome(name, ok, 1, duration, value=value)
+            for name, duration, value in zip(
+                self._route.names, self._durations, self._values, strict=True
             )
-            return self._outcomes
-
-    @property
-    def ok(self) -> bool:
-        return True
+        )
 
     def __len__(self) -> int:
         return len(self._values)
