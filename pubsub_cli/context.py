@@ -168,6 +168,7 @@ class CLIState:
         group: str | None = None,
         app_dir: Path | None = None,
         graceful_timeout: float | None = None,
+        lease_ttl: float | None = None,
     ) -> Settings:
         """The command's settings: its own flags, then the root's, then env/project."""
         return resolve_settings(
@@ -178,6 +179,7 @@ class CLIState:
             group=group,
             app_dir=app_dir,
             graceful_timeout=graceful_timeout,
+            lease_ttl=lease_ttl,
             config=self.config,
         )
 

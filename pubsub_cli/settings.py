@@ -40,6 +40,7 @@ DEFAULTS: Mapping[str, Any] = {
     "group": "default",
     "app_dir": None,
     "graceful_timeout": 30.0,
+    "lease_ttl": 15.0,
 }
 
 
@@ -52,6 +53,7 @@ class Settings:
     group: str
     app_dir: Path | None
     graceful_timeout: float
+    lease_ttl: float
     # option -> "flag", "env", "pyproject.toml", "config", "default" (or, for a store that a db of
     # a higher source beat, "overridden by db")
     source: Mapping[str, str]
@@ -113,6 +115,11 @@ def _seconds(value: Any) -> float | None:
     return float(value) if math.isfinite(value) and value >= 0 else None
 
 
+def _lease_seconds(value: Any) -> float | None:
+    seconds = _seconds(value)
+    return seconds if seconds is not None and seconds >= 0.1 else None
+
+
 # key as written in [tool.pubsub] -> (what it must be, check returning None when it is not)
 PROJECT_KEYS: Mapping[str, tuple[str, Callable[[Any], Any]]] = {
     "db": ("a path (a non-empty string)", _text),
@@ -120,6 +127,7 @@ PROJECT_KEYS: Mapping[str, tuple[str, Callable[[Any], Any]]] = {
     "group": ("a group name (a non-empty string)", _text),
     "app-dir": ("a folder (a non-empty string)", _text),
     "graceful-timeout": ("a number of seconds >= 0", _seconds),
+    "lease-ttl": ("a number of seconds >= 0.1", _lease_seconds),
 }
 
 
@@ -208,6 +216,7 @@ def resolve_settings(
     group: str | None = None,
     app_dir: str | Path | None = None,
     graceful_timeout: float | None = None,
+    lease_ttl: float | None = None,
     cwd: Path | None = None,
     db_from_env: bool = False,
     store_from_env: bool = False,
@@ -239,6 +248,7 @@ def resolve_settings(
         "group": group,
         "app_dir": app_dir,
         "graceful_timeout": graceful_timeout,
+        "lease_ttl": lease_ttl,
     }
     from_env = {"db": db_from_env, "store": store_from_env}
     values: dict[str, Any] = {}
@@ -260,5 +270,6 @@ def resolve_settings(
         group=str(values["group"]),
         app_dir=None if values["app_dir"] is None else Path(values["app_dir"]),
         graceful_timeout=float(values["graceful_timeout"]),
+        lease_ttl=float(values["lease_ttl"]),
         source=source,
     )

@@ -341,19 +341,19 @@ def run(
         float, typer.Option("--status-every", min=0.1, help="Seconds between status lines")
     ] = 5.0,
     lease_ttl: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--lease-ttl",
             envvar="PUBSUB_LEASE_TTL",
             show_envvar=True,
             min=0.1,
             help="Seconds the group's lease lasts without a heartbeat (renewed every third "
-            "of it); a worker stalled longer loses the group to the next one",
+            "of it); a worker stalled longer loses the group to the next one [default: 15]",
         ),
-    ] = 15.0,
+    ] = None,
 ) -> None:
     """Run handlers as the group's worker: catch up, follow new events, drain on signal."""
-    settings = inv.resolve(group=group, graceful_timeout=graceful_timeout)
+    settings = inv.resolve(group=group, graceful_timeout=graceful_timeout, lease_ttl=lease_ttl)
     out = inv.out
     if not targets and not plugin:
         raise typer.BadParameter("give at least one TARGET or --plugin NAME", param_hint="TARGET")
@@ -390,7 +390,7 @@ def run(
                 s,
                 group=settings.group,
                 close_timeout=settings.graceful_timeout,
-                lease_ttl=lease_ttl,
+                lease_ttl=settings.lease_ttl,
             )
             names = ", ".join(sub.name for sub in bus.subscriptions)
             out.note(f"handlers: {names}")

@@ -241,3 +241,18 @@ class TestEnvironmentErrors:
         assert r.usage_error("pubsub events list").startswith(
             "error: --store: 'pubsub.db' is not a store URL"
         )
+
+
+class TestLeaseTtlSetting:
+    def test_lease_ttl_from_the_project_and_the_flag(self, tmp_path: Path) -> None:
+        """[tool.pubsub] lease-ttl sets the worker's lease; a flag beats it; the default is 15."""
+        assert resolve_settings(cwd=tmp_path).lease_ttl == 15.0
+        (tmp_path / "pyproject.toml").write_text("[tool.pubsub]\nlease-ttl = 4.5\n")
+        assert resolve_settings(cwd=tmp_path).lease_ttl == 4.5
+        assert resolve_settings(cwd=tmp_path, lease_ttl=2.0).lease_ttl == 2.0
+
+    def test_a_lease_shorter_than_a_tenth_of_a_second_is_refused(self, tmp_path: Path) -> None:
+        """lease-ttl = 0 in the project file is one error naming the key."""
+        (tmp_path / "pyproject.toml").write_text("[tool.pubsub]\nlease-ttl = 0\n")
+        with pytest.raises(SettingsError, match="lease-ttl"):
+            resolve_settings(cwd=tmp_path)
