@@ -405,12 +405,12 @@ class EventBus:
             except Exception as exc:
                 if id(mw) not in self._failed_middleware:
                     self._failed_middleware.add(id(mw))
-                    self._internal_error(f"middleware {_describe(mw)}", exc, once=True)
+                    self._internal_error(f"middleware {_describe(mw)}", exc)
                 raise _MiddlewareFailed(exc) from exc
 
         return step
 
-    def _internal_error(self, where: str, exc: BaseException, *, once: bool = False) -> None:
+    def _internal_error(self, where: str, exc: BaseException) -> None:
         """Background or observer failure: counted, and one warning line in the log
         (the exception rides along as the record's ``pubsub_error``; the traceback is
         logged at debug level)."""
