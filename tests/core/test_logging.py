@@ -5,8 +5,10 @@ with the event and group it failed on, whatever the number of events."""
 
 from __future__ import annotations
 
+import ast
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -162,3 +164,25 @@ class TestObserverFailures:
         (debug,) = [r for r in caplog.records if r.levelno == logging.DEBUG]
         assert debug.exc_info is not None
         assert debug.exc_info[1] is warning.__dict__["pubsub_error"]
+
+
+class TestNoPrints:
+    @pytest.mark.parametrize("package", ["core", "plugins"])
+    def test_the_library_never_prints(self, package: str) -> None:
+        """core and plugins report through logging: no print() call, no write to
+        sys.stdout or sys.stderr anywhere in their source."""
+        root = Path(__file__).resolve().parents[2] / package
+        found = []
+        for path in sorted(root.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                func = node.func if isinstance(node, ast.Call) else None
+                if isinstance(func, ast.Name) and func.id == "print":
+                    found.append(f"{path.name}:{node.lineno} print()")
+                if (
+                    isinstance(node, ast.Attribute)
+                    and node.attr in ("stdout", "stderr")
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "sys"
+                ):
+                    found.append(f"{path.name}:{node.lineno} sys.{node.attr}")
+        assert found == []
