@@ -69,6 +69,10 @@ E = TypeVar("E", bound=Event)
 R = TypeVar("R")
 
 log = logging.getLogger("pubsub")
+# A library's loggers get no handler but this one (the logging HOWTO's advice): what
+# pubsub logs is shown where the application configured logging (the CLI does), and
+# never through logging's last-resort stderr handler of an unconfigured script.
+log.addHandler(logging.NullHandler())
 
 # The delivery context of the event inside the middleware chain, for the route at its
 # end (middleware sees only the event).
