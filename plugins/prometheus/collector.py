@@ -36,7 +36,9 @@ store):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -103,51 +105,68 @@ def _client() -> ModuleType:
     return prometheus_client
 
 
-class _TypeRecorder:
-    """Publishes of one event type: one counter child, bound once."""
+class _Publishes:
+    """Publishes of one event type (the recorder the bus keeps for it)."""
 
-    __slots__ = ("_inc",)
+    __slots__ = ("n", "type")
 
-    def __init__(self, inc: Callable[[], None]) -> None:
-        self._inc = inc
+    def __init__(self, event_type: str) -> None:
+        self.type = event_type
+        self.n = 0
 
     def published(self) -> None:
-        self._inc()
+        self.n += 1
 
 
-class _HandlerRecorder:
-    """One handler on one event type: its label children, bound once, so a call costs
-    no label lookup."""
+class _Calls:
+    """One handler on one event type (the recorder the bus keeps for the pair): plain
+    counts and histogram buckets, bumped on the event loop and turned into metric
+    families only when scraped. A duration lands in the first bucket whose bound is at
+    or above it (``bisect_left``), the last one being +Inf."""
 
-    __slots__ = ("_dead", "_failed", "_observe", "_ok", "_rejected", "_retried", "_timed_out")
+    __slots__ = (
+        "_bounds",
+        "buckets",
+        "dead",
+        "failed_n",
+        "handler",
+        "ok",
+        "rejected",
+        "retries",
+        "timed_out",
+        "total",
+        "type",
+    )
 
-    def __init__(self, calls: Any, duration: Any, retries: Any, dead: Any) -> None:
-        self._ok = calls["ok"].inc
-        self._failed = calls["failed"].inc
-        self._timed_out = calls["timed_out"].inc
-        self._rejected = calls["rejected"].inc
-        self._observe = duration.observe
-        self._retried = retries.inc
-        self._dead = dead.inc
+    def __init__(self, handler: str, event_type: str, bounds: tuple[float, ...]) -> None:
+        self.handler = handler
+        self.type = event_type
+        self._bounds = bounds
+        self.buckets = [0] * (len(bounds) + 1)
+        self.total = 0.0
+        self.ok = self.failed_n = self.timed_out = self.rejected = 0
+        self.retries = self.dead = 0
 
     def succeeded(self, duration: float) -> None:
-        self._ok()
-        self._observe(duration)
+        self.ok += 1
+        self.buckets[bisect_left(self._bounds, duration)] += 1
+        self.total += duration
 
     def failed(self, duration: float, status: OutcomeStatus) -> None:
         if status is OutcomeStatus.TIMED_OUT:
-            self._timed_out()
+            self.timed_out += 1
         elif status is OutcomeStatus.REJECTED:
-            self._rejected()
+            self.rejected += 1
         else:
-            self._failed()
-        self._observe(duration)
+            self.failed_n += 1
+        self.buckets[bisect_left(self._bounds, duration)] += 1
+        self.total += duration
 
     def retried(self) -> None:
-        self._retried()
+        self.retries += 1
 
     def dead_lettered(self) -> None:
-        self._dead()
+        self.dead += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,24 +181,101 @@ class WorkerReading:
     groups: tuple[GroupInfo, ...]
 
 
-class _WorkerGauges:
-    """A registry collector that turns the last ``WorkerReading`` into metric families
-    when scraped (it only reads an attribute the loop replaces as a whole)."""
+class _Exposition:
+    """The registry's view of a PrometheusMetrics: its counts as metric families, made
+    when scraped (on the HTTP server's thread). It copies what the loop keeps (a dict's
+    values, a list of bucket counts: each copy one step under the GIL) and never calls
+    into the bus or the store."""
 
-    def __init__(self) -> None:
-        from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+    def __init__(self, owner: PrometheusMetrics) -> None:
+        from prometheus_client import utils
+        from prometheus_client.metrics_core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
 
-        self._gauge = GaugeMetricFamily
+        go_string: Callable[[float], str] = utils.floatToGoString  # as prometheus-client writes le
+
+        self._owner = owner
         self._counter = CounterMetricFamily
-        self.reading: WorkerReading | None = None
+        self._gauge = GaugeMetricFamily
+        self._histogram = HistogramMetricFamily
+        self._bounds = [go_string(b) for b in owner.buckets] + ["+Inf"]
 
     def describe(self) -> list[Metric]:
-        return list(self._families(None))
+        return list(self._families(empty=True))
 
     def collect(self) -> Iterator[Metric]:
-        return self._families(self.reading)
+        return self._families(empty=False)
 
-    def _families(self, r: WorkerReading | None) -> Iterator[Metric]:
+    def _families(self, *, empty: bool) -> Iterator[Metric]:
+        owner = self._owner
+        counter, gauge = self._counter, self._gauge
+        types = () if empty else tuple(owner._types.values())
+        pairs = () if empty else tuple(owner._pairs.values())
+        published = counter(
+            "pubsub_events_published",
+            "Events dispatched by the bus, per event type",
+            labels=["type"],
+        )
+        for t in types:
+            published.add_metric([t.type], t.n)
+        yield published
+        calls = counter(
+            "pubsub_handler_calls",
+            "Finished handler calls by outcome: ok, failed, timed_out (last attempt timed "
+            "out), rejected (circuit breaker open)",
+            labels=["handler", "type", "outcome"],
+        )
+        duration = self._histogram(
+            "pubsub_handler_duration_seconds",
+            "Duration of handler calls (retries and backoff included), any outcome",
+            labels=["handler", "type"],
+        )
+        retries = counter(
+            "pubsub_handler_retries",
+            "Failed handler attempts that were tried again",
+            labels=["handler", "type"],
+        )
+        dead = counter(
+            "pubsub_dead_letters",
+            "Handler calls that gave up and left a dead letter",
+            labels=["handler", "type"],
+        )
+        for c in pairs:
+            names = [c.handler, c.type]
+            for outcome, n in (
+                ("ok", c.ok),
+                ("failed", c.failed_n),
+                ("timed_out", c.timed_out),
+                ("rejected", c.rejected),
+            ):
+                calls.add_metric([*names, outcome], n)
+            cumulative = list(itertools.accumulate(list(c.buckets)))
+            duration.add_metric(names, list(zip(self._bounds, cumulative, strict=True)), c.total)
+            retries.add_metric(names, c.retries)
+            dead.add_metric(names, c.dead)
+        yield from (calls, duration, retries, dead)
+        state = gauge(
+            "pubsub_breaker_state",
+            "Circuit breaker state per handler: 0 closed, 1 half-open, 2 open",
+            labels=["handler"],
+        )
+        transitions = counter(
+            "pubsub_breaker_transitions",
+            "Circuit breaker transitions per handler, by the state entered",
+            labels=["handler", "state"],
+        )
+        if not empty:
+            for handler, breaker in sorted(owner._breakers.copy().items()):
+                state.add_metric([handler], BREAKER_VALUES[breaker])
+            for (handler, entered), n in sorted(owner._transitions.copy().items()):
+                transitions.add_metric([handler, entered], n)
+        yield from (state, transitions)
+        yield from self._worker(None if empty else owner._reading)
+
+    def _worker(self, r: WorkerReading | None) -> Iterator[Metric]:
         gauge, counter = self._gauge, self._counter
         last = gauge("pubsub_log_last_seq", "Highest sequence number in the event log")
         checkpoint = gauge(
@@ -213,9 +309,13 @@ class _WorkerGauges:
 
 
 class PrometheusMetrics:
-    """A ``MetricsCollector`` on prometheus-client, with a registry of its own
-    (``registry``; pass one to share it with other collectors of yours).
-    ``buckets`` are the duration histogram's upper bounds in seconds."""
+    """A ``MetricsCollector`` for Prometheus, with a ``CollectorRegistry`` of its own
+    (``registry``; pass one to share it with other collectors of yours). ``buckets``
+    are the duration histogram's upper bounds in seconds (+Inf is added).
+
+    Recording is plain Python on the bus's event loop (a collector serves the buses of
+    one loop, as the in-memory one does); the registry turns the counts into metric
+    families when scraped, from any thread."""
 
     def __init__(
         self,
@@ -224,91 +324,44 @@ class PrometheusMetrics:
         buckets: Sequence[float] = DURATION_BUCKETS,
     ) -> None:
         client = _client()
-        self._client = client
+        bounds = tuple(sorted(float(b) for b in buckets if b != float("inf")))
+        if not bounds:
+            raise ValueError("buckets needs at least one finite upper bound")
+        self.buckets = bounds
+        self._types: dict[str, _Publishes] = {}
+        self._pairs: dict[tuple[str, str], _Calls] = {}
+        self._breakers: dict[str, BreakerState] = {}
+        self._transitions: dict[tuple[str, str], int] = {}
+        self._reading: WorkerReading | None = None
         self.registry: CollectorRegistry = (
             registry if registry is not None else client.CollectorRegistry()
         )
-        reg = self.registry
-        self._published = client.Counter(
-            "pubsub_events_published",
-            "Events dispatched by the bus, per event type",
-            ["type"],
-            registry=reg,
-        )
-        self._calls = client.Counter(
-            "pubsub_handler_calls",
-            "Finished handler calls by outcome: ok, failed, timed_out (last attempt timed "
-            "out), rejected (circuit breaker open)",
-            ["handler", "type", "outcome"],
-            registry=reg,
-        )
-        self._duration = client.Histogram(
-            "pubsub_handler_duration_seconds",
-            "Duration of handler calls (retries and backoff included), any outcome",
-            ["handler", "type"],
-            buckets=tuple(buckets),
-            registry=reg,
-        )
-        self._retries = client.Counter(
-            "pubsub_handler_retries",
-            "Failed handler attempts that were tried again",
-            ["handler", "type"],
-            registry=reg,
-        )
-        self._dead = client.Counter(
-            "pubsub_dead_letters",
-            "Handler calls that gave up and left a dead letter",
-            ["handler", "type"],
-            registry=reg,
-        )
-        self._breaker = client.Gauge(
-            "pubsub_breaker_state",
-            "Circuit breaker state per handler: 0 closed, 1 half-open, 2 open",
-            ["handler"],
-            registry=reg,
-        )
-        self._transitions = client.Counter(
-            "pubsub_breaker_transitions",
-            "Circuit breaker transitions per handler, by the state entered",
-            ["handler", "state"],
-            registry=reg,
-        )
-        self._worker = _WorkerGauges()
-        reg.register(self._worker)
-        self._types: dict[str, _TypeRecorder] = {}
-        self._handlers: dict[tuple[str, str], _HandlerRecorder] = {}
-        self._breakers: dict[str, BreakerState] = {}
+        self.registry.register(_Exposition(self))
 
     # -- the MetricsCollector protocol --------------------------------------------------
 
     def for_event_type(self, event_type: str) -> EventTypeRecorder:
         rec = self._types.get(event_type)
         if rec is None:
-            rec = self._types[event_type] = _TypeRecorder(self._published.labels(event_type).inc)
+            rec = self._types[event_type] = _Publishes(event_type)
         return rec
 
     def for_handler(self, handler: str, event_type: str) -> HandlerRecorder:
         key = (handler, event_type)
-        rec = self._handlers.get(key)
+        rec = self._pairs.get(key)
         if rec is None:
-            calls = {o: self._calls.labels(handler, event_type, o) for o in _OUTCOMES}
-            rec = self._handlers[key] = _HandlerRecorder(
-                calls,
-                self._duration.labels(handler, event_type),
-                self._retries.labels(handler, event_type),
-                self._dead.labels(handler, event_type),
-            )
+            rec = self._pairs[key] = _Calls(handler, event_type, self.buckets)
         return rec
 
     def breaker_changed(self, handler: str, state: BreakerState) -> None:
         self._breakers[handler] = state
-        self._breaker.labels(handler).set(BREAKER_VALUES[state])
-        self._transitions.labels(handler, state.value).inc()
+        key = (handler, state.value)
+        self._transitions[key] = self._transitions.get(key, 0) + 1
 
     def snapshot(self) -> dict[str, Any]:
-        """What the registry holds, in the shape of the in-memory collector's snapshot
-        (per event type and per handler; durations as count and sum), plus ``worker``:
-        the last worker reading or None."""
+        """Everything recorded, in the shape of the in-memory collector's snapshot (per
+        event type and per handler; durations as count and sum), plus ``worker``: the
+        last worker reading or None."""
         handlers: dict[str, dict[str, Any]] = {}
         types: dict[str, dict[str, Any]] = {}
 
@@ -326,35 +379,24 @@ class PrometheusMetrics:
                 }
             return found
 
-        keys = {
-            "pubsub_handler_calls_total": None,
-            "pubsub_handler_retries_total": "retried",
-            "pubsub_dead_letters_total": "dead_lettered",
-        }
-        for family in self.registry.collect():
-            for sample in family.samples:
-                labels = sample.labels
-                if sample.name == "pubsub_events_published_total":
-                    entry(types, labels["type"])["published"] = int(sample.value)
-                elif sample.name in keys:
-                    key = keys[sample.name] or _outcome_key(labels["outcome"])
-                    for table, name in ((handlers, labels["handler"]), (types, labels["type"])):
-                        entry(table, name)[key] += int(sample.value)
-                elif sample.name in (
-                    "pubsub_handler_duration_seconds_count",
-                    "pubsub_handler_duration_seconds_sum",
-                ):
-                    part = sample.name.rsplit("_", 1)[1]
-                    for table, name in ((handlers, labels["handler"]), (types, labels["type"])):
-                        entry(table, name)["duration"][part] += sample.value
-        for name, rec in handlers.items():
+        for c in self._pairs.values():
+            for row in (entry(handlers, c.handler), entry(types, c.type)):
+                row["succeeded"] += c.ok
+                row["failed"] += c.failed_n
+                row["timed_out"] += c.timed_out
+                row["rejected"] += c.rejected
+                row["retried"] += c.retries
+                row["dead_lettered"] += c.dead
+                row["duration"]["count"] += sum(c.buckets)
+                row["duration"]["sum"] += c.total
+        for name, row in handlers.items():
             state = self._breakers.get(name)
-            rec["breaker"] = state.value if state else None
-        for rec in types.values():
-            rec.setdefault("published", 0)
-        for rec in (*handlers.values(), *types.values()):
-            rec["duration"]["count"] = int(rec["duration"]["count"])
-        reading = self._worker.reading
+            row["breaker"] = state.value if state else None
+        for t in self._types.values():
+            entry(types, t.type)["published"] = t.n
+        for row in types.values():
+            row.setdefault("published", 0)
+        reading = self._reading
         worker = None
         if reading is not None:
             worker = {
@@ -378,7 +420,7 @@ class PrometheusMetrics:
     @property
     def reading(self) -> WorkerReading | None:
         """The worker gauges' last reading (None before the first ``refresh``)."""
-        return self._worker.reading
+        return self._reading
 
     async def refresh(self, bus: EventBus) -> WorkerReading:
         """Read the worker gauges of ``bus`` (on its event loop: the store is asked
@@ -402,11 +444,11 @@ class PrometheusMetrics:
             undecodable=stats.undecodable,
             groups=tuple(sorted(groups, key=lambda g: g.group)),
         )
-        self._worker.reading = reading
+        self._reading = reading
         for name in dict.fromkeys(sub.name for sub in bus.subscriptions):
             state = bus.breaker_state(name)
             if state is not None:
-                self._breaker.labels(name).set(BREAKER_VALUES[state])
+                self._breakers[name] = state
         return reading
 
     async def watch(self, bus: EventBus, *, every: float = 1.0) -> None:

@@ -188,6 +188,14 @@ class TestRecorders:
         assert bounds == {"1.0", "2.0", "+Inf"}
         assert len(DURATION_BUCKETS) > 2
 
+    def test_buckets_are_sorted_and_need_one_bound(self) -> None:
+        """Bounds given out of order are sorted (+Inf is always added, once); none at
+        all is refused."""
+        metrics = PrometheusMetrics(buckets=(2.0, 1.0, float("inf")))
+        assert metrics.buckets == (1.0, 2.0)
+        with pytest.raises(ValueError, match="at least one"):
+            PrometheusMetrics(buckets=())
+
     def test_snapshot_is_a_plain_dict_of_the_counts(self) -> None:
         """snapshot() sums per handler and per type, and survives a JSON round trip."""
         metrics = PrometheusMetrics()
