@@ -4,7 +4,9 @@
 ``pubsub.metrics`` group). Every instance has a ``CollectorRegistry`` of its own, never
 the process-wide default one, so two buses (or two tests) in one process never share or
 clash over a time series. prometheus-client is imported when a collector is made, not
-when this module is: loading the entry point costs nothing without the extra.
+when this module is: loading the entry point costs nothing without the extra. The
+recorders keep plain numbers on the event loop (no lock, no label lookup per call); the
+registry turns them into metric families only when it is scraped.
 
 What the bus records as it dispatches (labels are event type and handler names, which a
 program declares, never ids, so the number of series stays bounded):
