@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,6 +26,9 @@ from pubsub_cli.logs import LIBRARY_LOGGER, redact_url
 from pubsub_cli.output import Output, number
 from pubsub_cli.targets import LoadedTargets
 from pubsub_cli.wiring import build_bus
+
+if TYPE_CHECKING:
+    from plugins.prometheus import ListenAddress, MetricsServer, PrometheusMetrics
 
 _FORCED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -334,6 +337,36 @@ def _group_name(value: str | None) -> str | None:
     return value
 
 
+def _metrics_address(value: str | None) -> str | None:
+    """``--metrics-addr`` must be HOST:PORT (or :PORT, PORT) before anything starts."""
+    if value is not None:
+        _parse_metrics_address(value, "--metrics-addr")
+    return value
+
+
+def _parse_metrics_address(value: str, where: str) -> ListenAddress:
+    from plugins.prometheus import parse_address
+
+    try:
+        return parse_address(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=where) from None
+
+
+def _serve_metrics(address: ListenAddress, out: Output) -> tuple[PrometheusMetrics, MetricsServer]:
+    """The ``prometheus`` collector of the ``pubsub.metrics`` group, served at
+    ``address``; raises (PluginLoadError, MetricsServerError) before anything is
+    opened, so a missing extra or a taken port changes nothing."""
+    from core.entrypoints import load_plugin
+
+    factory = load_plugin("pubsub.metrics", "prometheus")
+    collector: PrometheusMetrics = factory()
+    server = collector.serve(address)
+    reach = "" if server.address.loopback else " (not loopback: reachable from other machines)"
+    out.note(f"metrics: serving {server.url}{reach}")
+    return collector, server
+
+
 @shared_options(json=False, app_dir=True)
 def run(
     inv: Invocation,
@@ -392,9 +425,28 @@ def run(
             "of it); a worker stalled longer loses the group to the next one [default: 15]",
         ),
     ] = None,
+    metrics_addr: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-addr",
+            envvar="PUBSUB_METRICS_ADDR",
+            show_envvar=True,
+            metavar="HOST:PORT",
+            callback=_metrics_address,
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics while the worker runs "
+            "(needs the prometheus extra; a bare :PORT or PORT listens on 127.0.0.1 only) "
+            "[default: off]",
+        ),
+    ] = None,
 ) -> None:
     """Run handlers as the group's worker: catch up, follow new events, drain on signal."""
     settings = inv.resolve(group=group, graceful_timeout=graceful_timeout, lease_ttl=lease_ttl)
+    # The flag or PUBSUB_METRICS_ADDR (typer read both) beats [tool.pubsub] metrics-addr.
+    address = None
+    if metrics_addr is not None:
+        address = _parse_metrics_address(metrics_addr, "--metrics-addr")
+    elif settings.metrics_addr is not None:
+        address = _parse_metrics_address(settings.metrics_addr, "[tool.pubsub] metrics-addr")
     out = inv.out
     if not targets and not plugin:
         raise typer.BadParameter("give at least one TARGET or --plugin NAME", param_hint="TARGET")
@@ -406,6 +458,10 @@ def run(
             "group would move past every event unhandled",
             param_hint="TARGET",
         )
+    metrics: PrometheusMetrics | None = None
+    server: MetricsServer | None = None
+    if address is not None:
+        metrics, server = _serve_metrics(address, out)
 
     async def go() -> None:
         stop = asyncio.Event()
@@ -432,6 +488,7 @@ def run(
                 group=settings.group,
                 close_timeout=settings.graceful_timeout,
                 lease_ttl=settings.lease_ttl,
+                metrics=metrics,
             )
             names = ", ".join(sub.name for sub in bus.subscriptions)
             out.note(f"handlers: {names}")
@@ -455,6 +512,8 @@ def run(
                 bus.on_publish(_log_delivery)
             helpers: list[asyncio.Task[Any]] = []
             try:
+                if metrics is not None:  # the worker gauges, read on this loop
+                    helpers.append(asyncio.create_task(metrics.watch(bus)))
                 # A signal during the catch-up cancels it: the bus then drains what
                 # it dispatched, commits that progress and releases the lease.
                 began = time.monotonic()
@@ -568,4 +627,8 @@ def run(
                 f"checkpoint {number(final.checkpoint)} saved for group {settings.group!r}"
             )
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    finally:
+        if server is not None:
+            server.close()
