@@ -243,6 +243,21 @@ def _value(task: asyncio.Task[Any]) -> Any:
     return task.result()
 
 
+def _and_published(
+    record: Callable[[float], object], type_recorder: EventTypeRecorder
+) -> Callable[[float], None]:
+    """``record`` that also counts the publish in a type recorder other than the
+    built-in one (which adds the route's ``hits`` instead): the lean paths call one
+    recorder per handler, and this one for a single handler of the route."""
+    published = type_recorder.published
+
+    def both(duration: float) -> None:
+        record(duration)
+        published()
+
+    return both
+
+
 class Route:
     """The runners that match one concrete event type, with their recorders, and the
     one way to dispatch an event to them."""
@@ -282,8 +297,10 @@ class Route:
             fast: tuple[Callable[..., Any], Callable[[float], object], Any]
             if isinstance(rec, _Pair):  # the built-in recorder: one list append
                 fast = (runner.fn, rec.recent.append, rec.fold)
-            else:
+            elif isinstance(type_recorder, _TypeCount):
                 fast = (runner.fn, rec.succeeded, None)
+            else:  # another collector's type recorder is told of each publish
+                fast = (runner.fn, _and_published(rec.succeeded, type_recorder), None)
             if runner.is_async:
                 self.inline = fast
             else:
@@ -293,12 +310,16 @@ class Route:
         self.plain: tuple[tuple[Callable[..., Any], Callable[[float], object], Any], ...] | None
         self.plain = None
         if len(runners) > 1 and all(r.plain and r.is_async for r, _ in runners):
-            self.plain = tuple(
+            plain: list[tuple[Callable[..., Any], Callable[[float], object], Any]] = [
                 (r.fn, rec.recent.append, rec.fold)
                 if isinstance(rec, _Pair)
                 else (r.fn, rec.succeeded, None)
                 for r, rec in runners
-            )
+            ]
+            if not isinstance(type_recorder, _TypeCount):  # told once per publish
+                fn, record, fold = plain[0]
+                plain[0] = (fn, _and_published(record, type_recorder), fold)
+            self.plain = tuple(plain)
         # Inline publishes that succeeded: the bus's statistics add them, and so does
         # the built-in type counter (one increment counts for both).
         self.hits = 0

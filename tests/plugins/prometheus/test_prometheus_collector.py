@@ -111,19 +111,29 @@ class TestThroughABus:
         assert value(s, "pubsub_events_published_total", type=SALE) == 5
         assert value(s, "pubsub_handler_calls_total", handler="lone", type=SALE, outcome="ok") == 5
 
-    @pytest.mark.xfail(
-        reason="core: the lean publish paths of a store-less bus count publishes only in "
-        "the built-in collector's route hits, never calling a third-party type recorder",
-        strict=True,
-    )
-    async def test_a_store_less_bus_counts_publishes_of_a_lone_plain_handler(self) -> None:
-        """Without a store, a lone plain handler's publishes reach the type counter."""
+    @pytest.mark.parametrize("handlers", [1, 3])
+    @pytest.mark.parametrize("sync", [False, True])
+    async def test_a_store_less_bus_counts_publishes_of_plain_handlers(
+        self, handlers: int, sync: bool
+    ) -> None:
+        """Without a store, publishes to plain handlers (the lean paths: one awaited or
+        called inline, several as tasks) reach the type counter once per event."""
         metrics = PrometheusMetrics()
         async with EventBus(metrics=metrics) as bus:
-            bus.subscribe(Sale, name="lone")(_noop)
+            for k in range(handlers):
+                if sync:
+                    bus.subscribe(Sale, name=f"lone{k}", inline=True)(lambda e: None)
+                else:
+                    bus.subscribe(Sale, name=f"lone{k}")(_noop)
             for n in range(3):
                 await bus.publish_async(Sale(n))
-        assert value(scrape(metrics), "pubsub_events_published_total", type=SALE) == 3
+        s = scrape(metrics)
+        assert value(s, "pubsub_events_published_total", type=SALE) == 3
+        for k in range(handlers):
+            calls = value(
+                s, "pubsub_handler_calls_total", handler=f"lone{k}", type=SALE, outcome="ok"
+            )
+            assert calls == 3
 
     async def test_breaker_gauge_follows_each_transition(self) -> None:
         """The breaker gauge reads 2 when open, 1 half-open, 0 closed again, and each
