@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, cast
 
 from core.bus import EventBus
 from core.clock import Clock, RandomSource
@@ -118,11 +118,7 @@ def include_targets(
 ) -> None:
     """Give ``bus`` the subscriptions (and, of a target's EventBus, the middleware and
     hooks) that ``target`` holds, as ``pubsub run`` would."""
-    targets: list[Target]
-    if isinstance(target, str | os.PathLike | Router | EventBus | ModuleType):
-        targets = [target]
-    else:
-        targets = list(target)
+    targets = list(target) if isinstance(target, list | tuple) else [cast(Target, target)]
     routers, buses = _load(targets, app_dir)
     for router in routers:
         _include(bus, router.subscriptions)
