@@ -102,6 +102,47 @@ class TestFakeClock:
         project.run().assert_outcomes(passed=2)
 
 
+    def test_users_own_clock_fixture_wins(self, project: UserProject) -> None:
+        """A project's conftest may override pubsub_clock (here with a threshold, for a
+        sync handler whose timeout must not fire while its thread works); the plugin's
+        buses then run on that clock."""
+        project.pytester.makeconftest(
+            """
+            import pytest
+            from core.testing import FakeClock
+
+            @pytest.fixture
+            def pubsub_clock():
+                return FakeClock(100.0, autojump_threshold=0.5)
+            """
+        )
+        project.tests(
+            """
+            import asyncio
+            import threading
+            import pytest
+            from handlers import OrderPlaced
+
+            @pytest.mark.asyncio
+            async def test_sync_handler_with_timeout(pubsub_bus, pubsub_clock):
+                release = threading.Event()
+
+                def work(event):
+                    release.wait(5)
+                    return "done"
+
+                pubsub_bus.subscribe(OrderPlaced, name="work", timeout=10)(work)
+                publish = asyncio.ensure_future(pubsub_bus.publish_async(OrderPlaced("A-1")))
+                await asyncio.sleep(0.01)  # the thread works; the loop idles meanwhile
+                release.set()
+                result = await asyncio.wait_for(publish, 10)
+                assert result.values == {"work": "done"}
+                assert pubsub_clock.monotonic() == 100.0
+            """
+        )
+        project.run().assert_outcomes(passed=1)
+
+
 class TestBuses:
     """pubsub_bus, pubsub_make_bus, pubsub_store and pubsub_sqlite_bus."""
 
