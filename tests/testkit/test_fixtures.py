@@ -101,7 +101,6 @@ class TestFakeClock:
         )
         project.run().assert_outcomes(passed=2)
 
-
     def test_users_own_clock_fixture_wins(self, project: UserProject) -> None:
         """A project's conftest may override pubsub_clock (here with a threshold, for a
         sync handler whose timeout must not fire while its thread works); the plugin's
