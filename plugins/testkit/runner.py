@@ -26,7 +26,7 @@ from core.testing import FakeClock, ScriptedRandom
 
 __all__ = ["MakeBus", "RunHandlers", "Target", "include_targets", "run_handlers"]
 
-Target: TypeAlias = "str | os.PathLike[str] | Router | EventBus | ModuleType"
+Target: TypeAlias = str | os.PathLike[str] | Router | EventBus | ModuleType
 """What ``run_handlers`` accepts: a ``pubsub run`` TARGET (a path or a dotted module,
 with an optional ``:attribute``), or the Router, EventBus or module itself."""
 
