@@ -179,6 +179,13 @@ class Recorder:
                 f"({len(of_type) - len(matched)} other {event_type.__qualname__} "
                 f"deliveries to it did not match)"
             )
+        subscribed = sorted({s.name for bus in self._buses for s in bus.subscriptions})
+        if self._buses and names.isdisjoint(subscribed):
+            lines.append(
+                f"(no handler {label} is subscribed on the recorded bus"
+                f"{'es' if len(self._buses) > 1 else ''}; subscribed: "
+                f"{', '.join(subscribed) or 'none'})"
+            )
         lines.append(f"deliveries recorded ({len(self.deliveries)}):")
         lines += _listing(
             f"{'*' if d.handler in names else ' '} {d.handler} <- {_show(d.event)}: "

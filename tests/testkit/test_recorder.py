@@ -114,6 +114,20 @@ class TestReceived:
         ]
         assert lines[4] == "  * audit <- BigOrder(order_id='B-2', total=5): ok"
 
+    async def test_failure_names_the_subscribed_handlers_when_none_matches(
+        self, pubsub_bus: EventBus, pubsub_recorder: Recorder
+    ) -> None:
+        """A handler name that is subscribed nowhere (a typo) is said so, with the
+        names that are."""
+        pubsub_bus.subscribe(Order, name="audit")(audit)
+        pubsub_bus.subscribe(Order, name="refuse")(refuse)
+        await pubsub_bus.publish_async(Order("A-1"))
+        with pytest.raises(AssertionError) as failed:
+            pubsub_recorder.received("adit", Order)
+        assert str(failed.value).splitlines()[1] == (
+            "(no handler 'adit' is subscribed on the recorded bus; subscribed: audit, refuse)"
+        )
+
     async def test_long_listing_is_cut(
         self, pubsub_bus: EventBus, pubsub_recorder: Recorder
     ) -> None:
