@@ -128,6 +128,18 @@ class TestReceived:
             "(no handler 'adit' is subscribed on the recorded bus; subscribed: audit, refuse)"
         )
 
+    async def test_status_and_nothing_recorded_in_the_message(
+        self, pubsub_recorder: Recorder
+    ) -> None:
+        """The status asked for is in the message; an empty record says so."""
+        with pytest.raises(AssertionError) as failed:
+            pubsub_recorder.received("audit", Order, status="timed_out")
+        assert str(failed.value).splitlines()[0] == (
+            "expected handler 'audit' to receive Order ending timed_out at least once, "
+            "but it received none"
+        )
+        assert str(failed.value).splitlines()[-2:] == ["deliveries recorded (0):", "  (nothing)"]
+
     async def test_long_listing_is_cut(
         self, pubsub_bus: EventBus, pubsub_recorder: Recorder
     ) -> None:
@@ -173,6 +185,23 @@ class TestPublished:
             "    Order(order_id='A-1')",
             "  * Shipped(order_id='A-1')",
         ]
+
+    async def test_failure_counts_the_events_where_turned_down(
+        self, pubsub_bus: EventBus, pubsub_recorder: Recorder
+    ) -> None:
+        """Published events of the type that where= turned down are counted, and long
+        events are cut to one line."""
+        await pubsub_bus.publish_async(Order("A-1"))
+        await pubsub_bus.publish_async(Order("x" * 300))
+        with pytest.raises(AssertionError) as failed:
+            pubsub_recorder.published(Order, where=lambda e: e.order_id == "B-1", count=1)
+        lines = str(failed.value).splitlines()
+        assert lines[:2] == [
+            "expected Order matching where= to be published exactly 1 time, but none were",
+            "(2 other Order events did not match)",
+        ]
+        assert lines[-1].endswith("…")
+        assert len(lines[-1]) == 4 + 160
 
     async def test_count_zero_fails_when_one_was_published(
         self, pubsub_bus: EventBus, pubsub_recorder: Recorder

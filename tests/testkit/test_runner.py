@@ -60,6 +60,8 @@ async def tag(event, call_next):
 
 bus = EventBus()
 bus.add_middleware(tag)
+published = []
+bus.on_publish(lambda details: published.append(details.event.n))
 bus.subscribe(Ping, name="triple")(lambda e: e.n * 3)
 """
 
@@ -105,6 +107,7 @@ class TestTargets:
             {"double": 4, "gateway": "sent", "triple": 6},
         ]
         assert module.seen == [1, 2]  # the target bus's middleware ran on our bus
+        assert module.published == [1, 2]  # and its hook
 
     async def test_retries_take_no_real_time(
         self, handlers: Callable[[], Path], pubsub_run: RunHandlers, pubsub_clock: FakeClock
@@ -145,8 +148,12 @@ class TestTargets:
             (result,) = await run_handlers([module.router, module], [module.Ping(3)], bus=bus)
             assert len(bus.subscriptions) == 3
             assert bus.middleware == (module.tag,)
+            assert len(bus.hooks) == 1
+        async with module.bus:  # a target's own bus, run as itself
+            (own,) = await run_handlers(module.bus, [module.Ping(4)], bus=module.bus)
+        assert own.values == {"triple": 12}
         assert result.values == {"double": 6, "gateway": "sent", "triple": 9}
-        assert module.seen == [3]
+        assert module.seen == [3, 4]
 
     async def test_own_bus_on_a_store_is_closed(self, handlers: Callable[[], Path]) -> None:
         """Without bus=, the run's bus consumes the store given and is closed at the
