@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .clock import Clock, RandomSource
+from .clock import Clock, RandomSource, ThreadAwareClock
 from .errors import BreakerOpenError
 from .events import DispatchContext, Event, _dispatch
 from .metrics import EventTypeRecorder, HandlerRecorder, _Pair, _TypeCount
@@ -73,6 +73,7 @@ class Runner(Generic[E, R]):
         "rng",
         "semaphore",
         "subscription",
+        "tracks_threads",
     )
 
     def __init__(
@@ -95,6 +96,7 @@ class Runner(Generic[E, R]):
         self.policy = policy
         self.is_async = is_async_handler(subscription.handler)
         self.clock = clock
+        self.tracks_threads = isinstance(clock, ThreadAwareClock)
         self.rng = rng
         self.executor = executor
         self.breaker = breaker
@@ -134,7 +136,10 @@ class Runner(Generic[E, R]):
             return self.fn(*args)
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
-        return await loop.run_in_executor(self.executor(), ctx.run, self.fn, *args)
+        work = loop.run_in_executor(self.executor(), ctx.run, self.fn, *args)
+        if self.tracks_threads:
+            self.clock.track(work)  # type: ignore[attr-defined]
+        return await work
 
     def _context(self, event: E) -> HandlerContext[E]:
         current = _dispatch.get()
