@@ -28,12 +28,14 @@ from .connection import Link, store_error
 
 __all__ = ["GroupCommitWriter", "Row", "commit_batch"]
 
-# event_id, type_name, version, created_at, payload, checksum, correlation_id, causation_id
-Row = tuple[bytes, str, int, str, bytes, int, bytes | None, bytes | None]
+# event_id, type_name, version, created_at, payload, checksum, correlation_id,
+# causation_id, headers
+Row = tuple[bytes, str, int, str, bytes, int, bytes | None, bytes | None, bytes | None]
 
 _INSERT = (
     "INSERT INTO events (seq, appended_at, event_id, type_name, version, created_at, "
-    "payload, checksum, correlation_id, causation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "payload, checksum, correlation_id, causation_id, headers) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _LAST = "SELECT seq, appended_at FROM events ORDER BY seq DESC LIMIT 1"
 _BY_ID = "SELECT seq FROM events WHERE event_id = ?"
