@@ -351,6 +351,16 @@ def run(
             "of it); a worker stalled longer loses the group to the next one [default: 15]",
         ),
     ] = None,
+    tracing: Annotated[
+        bool,
+        typer.Option(
+            "--tracing",
+            envvar="PUBSUB_TRACING",
+            show_envvar=True,
+            help="Trace with OpenTelemetry, continuing each event's stored trace (extra "
+            "otel; the SDK and exporter are configured by your handlers module)",
+        ),
+    ] = False,
 ) -> None:
     """Run handlers as the group's worker: catch up, follow new events, drain on signal."""
     settings = inv.resolve(group=group, graceful_timeout=graceful_timeout, lease_ttl=lease_ttl)
@@ -365,6 +375,11 @@ def run(
             "group would move past every event unhandled",
             param_hint="TARGET",
         )
+    tracer = None
+    if tracing:  # before the store is opened: a missing extra changes nothing
+        from plugins.otel import instrumentation
+
+        tracer = instrumentation()
 
     async def go() -> None:
         stop = asyncio.Event()
@@ -392,6 +407,8 @@ def run(
                 close_timeout=settings.graceful_timeout,
                 lease_ttl=settings.lease_ttl,
             )
+            if tracer is not None:
+                bus.instrument(tracer)
             names = ", ".join(sub.name for sub in bus.subscriptions)
             out.note(f"handlers: {names}")
             helpers: list[asyncio.Task[Any]] = []
