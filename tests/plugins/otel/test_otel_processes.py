@@ -6,8 +6,10 @@ publish span. And a missing otel extra is one line and exit 1, with nothing writ
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,57 @@ class TestTwoProcesses:
         assert ship["parent_id"] == by_handler["ship"]["span_id"]
         assert invoice["parent_id"] == by_handler["invoice"]["span_id"]
         assert {s["trace_id"] for s in worker} == {publish["trace_id"]}
+
+    def test_a_file_of_events_gets_a_producer_span_each(self, tmp_path: Path) -> None:
+        """``publish --file --tracing``: one publish span per event, siblings, each
+        event's stored traceparent naming its own span; the worker follows each."""
+        db = tmp_path / "events.db"
+        lines = tmp_path / "events.jsonl"
+        lines.write_text(
+            "".join(
+                orjson.dumps({"type": TYPE, "data": {"order_id": f"o-{n}"}}).decode() + "\n"
+                for n in range(3)
+            )
+        )
+        published = pubsub(
+            "publish",
+            "--file",
+            str(lines),
+            "--app",
+            str(APP),
+            "--tracing",
+            "--db",
+            str(db),
+            cwd=tmp_path,
+            env={"TRACED_SPANS": str(tmp_path / "producer.json")},
+        )
+        assert published.returncode == 0, published.stderr
+        producers = spans_of(tmp_path / "producer.json")
+        assert [s["attributes"]["pubsub.seq"] for s in producers] == [1, 2, 3]
+        assert all(s["parent_id"] is None for s in producers)
+        with closing(sqlite3.connect(db)) as conn:
+            stored = [
+                orjson.loads(raw)["traceparent"].split("-")[1:3]
+                for (raw,) in conn.execute("SELECT headers FROM events ORDER BY seq")
+            ]
+        assert stored == [[s["trace_id"], s["span_id"]] for s in producers]
+
+        worked = pubsub(
+            "run",
+            str(APP),
+            "--once",
+            "--tracing",
+            "--db",
+            str(db),
+            cwd=tmp_path,
+            env={"TRACED_SPANS": str(tmp_path / "worker.json")},
+        )
+        assert worked.returncode == 0, worked.stderr
+        parents = {s["span_id"]: s["trace_id"] for s in producers}
+        consumers = named(spans_of(tmp_path / "worker.json"), f"process {TYPE}")
+        assert len(consumers) == 6
+        for process in consumers:
+            assert parents[process["parent_id"]] == process["trace_id"]
 
     def test_a_worker_without_tracing_makes_no_spans(self, tmp_path: Path) -> None:
         """Without --tracing the worker's handlers run outside any pubsub span: only
