@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .clock import Clock, RandomSource
 from .errors import BreakerOpenError
 from .events import DispatchContext, Event, _dispatch
-from .instrument import AttemptOutcome, Instrumentation
+from .instrument import AttemptOutcome, HandlerSpan, Instrumentation
 from .metrics import EventTypeRecorder, HandlerRecorder, _Pair, _TypeCount
 from .policies import CircuitBreaker, HandlerPolicy
 from .results import Failure, HandlerOutcome, ManyResult, OutcomeStatus
@@ -279,7 +279,7 @@ class InstrumentedRunner(Runner[E, R]):
             return AttemptOutcome.RETRY
         return AttemptOutcome.TIMED_OUT if timed_out else AttemptOutcome.FAILED
 
-    def _end(self, span: Any, outcome: AttemptOutcome, error: BaseException | None) -> None:
+    def _end(self, span: HandlerSpan, outcome: AttemptOutcome, error: BaseException | None) -> None:
         try:
             span.end(outcome, error)
         except Exception as exc:
