@@ -92,7 +92,6 @@ async def replay(
     first_seq = last_seq = None
     t0 = perf_counter()
     seconds_per_event = None if not rate else 1.0 / rate
-    instrument = bus._instrument
     try:
         async for record in records:
             if first_seq is None:
@@ -110,6 +109,7 @@ async def replay(
                     full = bus._route(cls)
                     route = routes[cls] = full if wanted is None else full.only(wanted)
                 if route.runners:
+                    instrument = bus._instrument
                     scope = (
                         None
                         if instrument is None
