@@ -11,7 +11,17 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode, Tracer
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    NoOpTracerProvider,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+    TraceState,
+    use_span,
+)
 from otel_helpers import Ordered, Shipped, Spans, parent_id, span_id, trace_id
 
 from core import EventBus, HandlerContext, MemoryEventStore, OutcomeStatus, RetryPolicy
@@ -83,6 +93,36 @@ class TestNamesAndAttributes:
         assert int(trace, 16) == trace_id(publish)
         assert int(span, 16) == span_id(publish)
         assert parent_id(process) == span_id(publish)
+
+    async def test_tracestate_is_stored_and_carried_on(
+        self, provider: TracerProvider, spans: Spans
+    ) -> None:
+        """Published inside a trace that has a tracestate: the stored headers carry it
+        beside the traceparent, and the worker's consumer span keeps it."""
+        store = MemoryEventStore()
+        remote = SpanContext(
+            trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+            span_id=0xB7AD6B7169203331,
+            is_remote=True,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+            trace_state=TraceState([("vendor", "v1")]),
+        )
+        async with EventBus(store, consume=False) as producer:
+            instrument(producer, tracer_provider=provider)
+            with use_span(NonRecordingSpan(remote)):
+                await producer.publish_async(Ordered())
+        (record,) = [r async for r in store.read()]
+        assert record.headers["tracestate"] == "vendor=v1"
+        assert record.headers["traceparent"].split("-")[1] == f"{remote.trace_id:032x}"
+        worker = EventBus(store)
+        worker.subscribe(Ordered, name="ship")(_noop)
+        instrument(worker, tracer_provider=provider)
+        async with worker:
+            await worker.drain()
+        process = spans.one(f"process {ORDERED}")
+        assert process.context is not None
+        assert process.context.trace_state == TraceState([("vendor", "v1")])
+        assert parent_id(spans.one(f"publish {ORDERED}")) == remote.span_id
 
     async def test_without_an_sdk_nothing_is_stored(self) -> None:
         """With a no-op tracer provider (no SDK configured) no header is stored."""
