@@ -40,6 +40,12 @@ from .events import current_dispatch as current_dispatch
 from .events import default_registry as default_registry
 from .hooks import PublishDetails as PublishDetails
 from .hooks import PublishHook as PublishHook
+from .instrument import AttemptOutcome as AttemptOutcome
+from .instrument import Delivery as Delivery
+from .instrument import DeliveryScope as DeliveryScope
+from .instrument import HandlerSpan as HandlerSpan
+from .instrument import Instrumentation as Instrumentation
+from .instrument import PublishSpan as PublishSpan
 from .memory import MemoryDeadLetterQueue as MemoryDeadLetterQueue
 from .memory import MemoryEventStore as MemoryEventStore
 from .metrics import EventTypeRecorder as EventTypeRecorder
@@ -76,6 +82,7 @@ from .store import StoredEvent as StoredEvent
 
 __all__ = [
     "AppendResult",
+    "AttemptOutcome",
     "BreakerOpenError",
     "BreakerPolicy",
     "BreakerState",
@@ -90,6 +97,8 @@ __all__ = [
     "DeadLetterQueue",
     "DeadLetterReason",
     "DeadLetterStatus",
+    "Delivery",
+    "DeliveryScope",
     "DispatchContext",
     "DispatchError",
     "Event",
@@ -108,8 +117,10 @@ __all__ = [
     "HandlerOutcome",
     "HandlerPolicy",
     "HandlerRecorder",
+    "HandlerSpan",
     "HandlerTally",
     "InMemoryMetrics",
+    "Instrumentation",
     "Lease",
     "MemoryDeadLetterQueue",
     "MemoryEventStore",
@@ -123,6 +134,7 @@ __all__ = [
     "PublishDetails",
     "PublishHook",
     "PublishResult",
+    "PublishSpan",
     "RandomSource",
     "RedriveResult",
     "ReplayReport",

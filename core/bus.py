@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable, Collection
+from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +29,7 @@ from uuid import uuid4
 from .clock import Clock, RandomSource, system_clock, system_random
 from .consumer import Consumer, Delivered, LogConsumer
 from .devmode import check_event, check_signature
-from .dispatch import Middleware, Route, Runner
+from .dispatch import InstrumentedRunner, Middleware, Route, Runner
 from .dlq import MIDDLEWARE_HANDLER, for_failure
 from .errors import BusClosedError, SubscriptionError, SyncPublishInLoopError
 from .events import (
@@ -40,6 +40,7 @@ from .events import (
     default_registry,
 )
 from .hooks import PublishDetails, PublishHook
+from .instrument import Delivery, DeliveryScope, Instrumentation
 from .memory import MemoryDeadLetterQueue
 from .metrics import (
     TRUSTED_COLLECTORS,
@@ -61,7 +62,14 @@ from .results import (
     PublishResult,
 )
 from .routing import Router, SubscribeOptions, Subscriber, Subscription, subscriber
-from .store import DeadLetter, DeadLetterQueue, DeadLetterReason, EventStore, StoredEvent
+from .store import (
+    NO_HEADERS,
+    DeadLetter,
+    DeadLetterQueue,
+    DeadLetterReason,
+    EventStore,
+    StoredEvent,
+)
 
 __all__ = ["BusStatistics", "EventBus", "HandlerTally", "RedriveResult", "ReplayReport"]
 
@@ -182,6 +190,7 @@ class EventBus:
         self._failed_middleware: set[int] = set()
         self._chain: Callable[[Event], Awaitable[list[HandlerOutcome[Any]]]] | None = None
         self._hooks: list[PublishHook] = []
+        self._instrument: Instrumentation | None = None
 
         self._counters = _Counters()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -340,9 +349,13 @@ class EventBus:
             type_name = getattr(cls, "event_type", cls.__qualname__)
             mro = cls.__mro__
             matched: dict[str, tuple[Runner[Any, Any], HandlerRecorder]] = {}
+            instrument = self._instrument
             for s in self._subs:
                 if s.event_type in mro and s.name not in matched:
-                    matched[s.name] = (self._runners[s.name], self._recorder(s.name, type_name))
+                    runner = self._runners[s.name]
+                    if instrument is not None:
+                        runner = InstrumentedRunner(runner, instrument, self._instrument_failed)
+                    matched[s.name] = (runner, self._recorder(s.name, type_name))
             route = Route(tuple(matched.values()), self._type_recorder(type_name), self._tasks)
             self._routes[cls] = route
         return route
@@ -383,8 +396,96 @@ class EventBus:
     def _update_plain(self) -> None:
         """Can publish take the short way (nothing between it and the route)?"""
         self._plain = not (
-            self._closed or self._dev or self._hooks or self._middleware or self._store is not None
+            self._closed
+            or self._dev
+            or self._hooks
+            or self._middleware
+            or self._store is not None
+            or self._instrument is not None
         )
+
+    # -- instrumentation (core.instrument) -------------------------------------------
+
+    @property
+    def instrumentation(self) -> Instrumentation | None:
+        """The bus's instrumentation (``instrument``), or None."""
+        return self._instrument
+
+    def instrument(self, instrumentation: Instrumentation | None) -> None:
+        """Trace this bus with ``instrumentation`` (``plugins.otel.instrument(bus)`` makes
+        and installs the OpenTelemetry one); None removes it. Every publish, stored
+        delivery and handler attempt from now on is a span of it (see
+        ``core.instrument``). An instrumentation that raises is reported and removed."""
+        self._instrument = instrumentation
+        self._update_plain()
+        self._forget_routes()  # the routes' runners are made again, instrumented or not
+
+    def _instrument_failed(self, instrumentation: Instrumentation, exc: Exception) -> None:
+        """``instrumentation`` raised: reported once and removed (if it is still this
+        bus's); the work it was observing goes on without it."""
+        if self._instrument is instrumentation:
+            self._internal_error(f"instrumentation {_describe(instrumentation)} (now removed)", exc)
+            self.instrument(None)
+
+    def _open_delivery(
+        self, instrumentation: Instrumentation, delivery: Delivery
+    ) -> DeliveryScope | None:
+        try:
+            return instrumentation.deliver(delivery)
+        except Exception as exc:
+            self._instrument_failed(instrumentation, exc)
+            return None
+
+    def _close_delivery(self, instrumentation: Instrumentation, scope: DeliveryScope) -> None:
+        try:
+            scope.end()
+        except Exception as exc:
+            self._instrument_failed(instrumentation, exc)
+
+    async def _publish_instrumented(
+        self, instrumentation: Instrumentation, event: Event, raise_on_error: bool | None
+    ) -> PublishResult:
+        """A publish inside the instrumentation's producer span: the span's headers are
+        stored with the event; the span is current while this process dispatches it."""
+        try:
+            span = instrumentation.publish(event, durable=self._store is not None)
+            headers = span.headers
+        except Exception as exc:
+            self._instrument_failed(instrumentation, exc)
+            return await self.publish_async(event, raise_on_error=raise_on_error)
+        result: PublishResult | None = None
+        error: BaseException | None = None
+        try:
+            if self._store is not None:
+                result = await self._publish_durable(event, False, headers or None)
+            else:
+                if self._hooks:
+                    self._run_hooks(PublishDetails(event, None, None, "live"))
+                self._active += 1
+                try:
+                    outcomes = await self._dispatch(event, event)
+                finally:
+                    self._active -= 1
+                    if not self._active and self._idle is not None:
+                        self._idle.set()
+                self._counters.published += 1
+                result = await self._settle(event, outcomes, False)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            try:
+                span.end(
+                    seq=None if result is None else result.seq,
+                    duplicate=result is not None and result.duplicate,
+                    error=error,
+                )
+            except Exception as exc:
+                self._instrument_failed(instrumentation, exc)
+        assert result is not None
+        if not result.ok and (raise_on_error if raise_on_error is not None else self._raise):
+            result.raise_for_errors()
+        return result
 
     def _compose(self) -> Callable[[Event], Awaitable[list[HandlerOutcome[Any]]]]:
         async def innermost(event: Event) -> list[HandlerOutcome[Any]]:
@@ -542,6 +643,8 @@ class EventBus:
             raise BusClosedError()
         if self._dev:
             check_event(event, encodes=self._store is None)
+        if self._instrument is not None:
+            return await self._publish_instrumented(self._instrument, event, raise_on_error)
         if self._store is not None:
             return await self._publish_durable(event, raise_on_error)
         if self._hooks:
@@ -705,12 +808,20 @@ class EventBus:
 
     # -- the durable path ------------------------------------------------------------
 
-    async def _publish_durable(self, event: Event, raise_on_error: bool | None) -> PublishResult:
+    async def _publish_durable(
+        self,
+        event: Event,
+        raise_on_error: bool | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> PublishResult:
         assert self._store is not None
         if self._consume and not self._started:
             await self.start()
         consumer = self._consumer
-        (appended,) = await self._store.append((event,))
+        if headers is None:
+            (appended,) = await self._store.append((event,))
+        else:
+            (appended,) = await self._store.append((event,), headers=(headers,))
         if appended.duplicate:
             return PublishResult(event, (), appended.seq, duplicate=True)
         self._counters.published += 1
@@ -736,11 +847,28 @@ class EventBus:
 
     # The Dispatcher protocol (core.consumer): what the consumer asks of its bus.
 
-    async def deliver(self, seq: int, event: Event, *, redelivery: bool, source: str) -> Delivered:
-        """Dispatch a stored event as this group's consumer (middleware included)."""
+    async def deliver(
+        self,
+        seq: int,
+        event: Event,
+        *,
+        redelivery: bool,
+        source: str,
+        headers: Mapping[str, str] = NO_HEADERS,
+    ) -> Delivered:
+        """Dispatch a stored event as this group's consumer (middleware included);
+        ``headers`` are what was stored with it (for the instrumentation)."""
         if self._hooks:
             self._run_hooks(PublishDetails(event, seq, self.group, source, redelivery))
         context: Event | DispatchContext = DispatchContext(event, 1, True) if redelivery else event
+        instrument = self._instrument
+        scope = (
+            None
+            if instrument is None
+            else self._open_delivery(
+                instrument, Delivery(event, headers, seq, self.group, source, redelivery)
+            )
+        )
         self._active += 1
         try:
             outcomes = await self._dispatch(event, context)
@@ -748,6 +876,8 @@ class EventBus:
             self._active -= 1
             if not self._active and self._idle is not None:
                 self._idle.set()
+            if scope is not None and instrument is not None:
+                self._close_delivery(instrument, scope)
         letters = self._tally(event, outcomes, seq, source, self.group)
         finished = not any(o.status is _CANCELLED for o in outcomes)
         return Delivered(outcomes, letters, finished)

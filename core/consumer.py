@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,7 +27,7 @@ from .errors import ChecksumMismatchError, EventError, GroupLockedError
 from .events import Event, EventRegistry
 from .progress import GroupProgress
 from .results import HandlerOutcome
-from .store import DeadLetter, EventStore, Lease, StoredEvent
+from .store import NO_HEADERS, DeadLetter, EventStore, Lease, StoredEvent
 
 __all__ = ["Consumer", "Delivered", "Dispatcher", "LogConsumer"]
 
@@ -49,8 +49,17 @@ class Dispatcher(Protocol):
     @property
     def group(self) -> str: ...
 
-    async def deliver(self, seq: int, event: Event, *, redelivery: bool, source: str) -> Delivered:
-        """Dispatch a stored event to every matching handler (middleware included)."""
+    async def deliver(
+        self,
+        seq: int,
+        event: Event,
+        *,
+        redelivery: bool,
+        source: str,
+        headers: Mapping[str, str] = NO_HEADERS,
+    ) -> Delivered:
+        """Dispatch a stored event to every matching handler (middleware included);
+        ``headers`` are what was stored with it (``StoredEvent.headers``)."""
         ...
 
     def undeliverable(self, letter: DeadLetter) -> None:
@@ -328,7 +337,12 @@ class LogConsumer:
             self._schedule_commit()
             self._moved.set()
             return
-        await self._deliver(record.seq, event, redelivery=record.seq <= self._redeliver_to)
+        await self._deliver(
+            record.seq,
+            event,
+            redelivery=record.seq <= self._redeliver_to,
+            headers=record.headers,
+        )
 
     async def dispatch_appended(self, seq: int, event: Event) -> list[HandlerOutcome[Any]]:
         self._progress.start(seq)
@@ -337,13 +351,18 @@ class LogConsumer:
         return await self._deliver(seq, event, redelivery=False)
 
     async def _deliver(
-        self, seq: int, event: Event, *, redelivery: bool
+        self,
+        seq: int,
+        event: Event,
+        *,
+        redelivery: bool,
+        headers: Mapping[str, str] = NO_HEADERS,
     ) -> list[HandlerOutcome[Any]]:
         progress = self._progress
         delivered: Delivered | None = None
         try:
             delivered = await self._dispatcher.deliver(
-                seq, event, redelivery=redelivery, source="live"
+                seq, event, redelivery=redelivery, source="live", headers=headers
             )
             return delivered.outcomes
         finally:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .clock import Clock, RandomSource, ThreadAwareClock
 from .errors import BreakerOpenError
 from .events import DispatchContext, Event, _dispatch
+from .instrument import AttemptOutcome, HandlerSpan, Instrumentation
 from .metrics import EventTypeRecorder, HandlerRecorder, _Pair, _TypeCount
 from .policies import CircuitBreaker, HandlerPolicy
 from .results import Failure, HandlerOutcome, ManyResult, OutcomeStatus
@@ -41,7 +42,7 @@ import itertools
 from .routing import HandlerContext, Subscription, is_async_handler, takes_context
 from .store import DeadLetterReason
 
-__all__ = ["Middleware", "Route", "Runner"]
+__all__ = ["InstrumentedRunner", "Middleware", "Route", "Runner"]
 
 E = TypeVar("E", bound=Event)
 R = TypeVar("R")
@@ -230,6 +231,64 @@ class Runner(Generic[E, R]):
         return Failure(
             self.name, status, attempts, duration, exc, reason, first_failure or now, now
         )
+
+
+class InstrumentedRunner(Runner[E, R]):
+    """A runner of an instrumented bus: the same handler, policy, breaker and semaphore
+    (shared with the runner it is made from), with each attempt inside the
+    instrumentation's handler span. The span begins before the attempt's semaphore and
+    timeout, so it is current in the handler's task (and copied into the executor thread
+    of a sync handler), and it ends with the attempt's outcome. It never takes the plain
+    path: every call goes through the policy loop, which numbers the attempts."""
+
+    __slots__ = ("instrument", "on_error")
+
+    def __init__(
+        self,
+        runner: Runner[E, R],
+        instrument: Instrumentation,
+        on_error: Callable[[Instrumentation, Exception], None],
+    ) -> None:
+        for name in Runner.__slots__:
+            setattr(self, name, getattr(runner, name))
+        self.plain = False
+        self.instrument = instrument
+        self.on_error = on_error  # reports the failure and removes the instrumentation
+
+    async def _attempt(self, event: E) -> Any:
+        current = _dispatch.get()
+        attempt = current.attempt if isinstance(current, DispatchContext) else 1
+        instrument = self.instrument
+        try:
+            span = instrument.handle(event, self.name, attempt)
+        except Exception as exc:
+            self.on_error(instrument, exc)
+            return await Runner._attempt(self, event)
+        try:
+            value = await Runner._attempt(self, event)
+        except Exception as exc:
+            self._end(span, self._verdict(exc, attempt), exc)
+            raise
+        except BaseException as exc:  # CancelledError (KeyboardInterrupt: ends it too)
+            self._end(span, AttemptOutcome.CANCELLED, exc)
+            raise
+        self._end(span, AttemptOutcome.OK, None)
+        return value
+
+    def _verdict(self, exc: Exception, attempt: int) -> AttemptOutcome:
+        """What ``_run_with_policy`` does with this failure, told in advance."""
+        retry = self.policy.retry
+        timed_out = isinstance(exc, TimeoutError) and self.policy.timeout is not None
+        retryable = retry.retry_timeouts if timed_out else retry.retryable(exc)
+        if attempt < retry.max_attempts and retryable:
+            return AttemptOutcome.RETRY
+        return AttemptOutcome.TIMED_OUT if timed_out else AttemptOutcome.FAILED
+
+    def _end(self, span: HandlerSpan, outcome: AttemptOutcome, error: BaseException | None) -> None:
+        try:
+            span.end(outcome, error)
+        except Exception as exc:
+            self.on_error(self.instrument, exc)
 
 
 def _start(coro: Coroutine[Any, Any, HandlerOutcome[Any]]) -> asyncio.Task[HandlerOutcome[Any]]:

@@ -22,6 +22,7 @@ from .codec import encode
 from .errors import DeadLetterNotFoundError, GroupLockedError
 from .events import Event
 from .store import (
+    NO_HEADERS,
     NO_HOLDER,
     AppendResult,
     DeadLetter,
@@ -31,6 +32,7 @@ from .store import (
     Snapshot,
     StoredEvent,
     at_least,
+    check_headers,
     check_read_args,
     int64,
 )
@@ -143,14 +145,20 @@ class MemoryEventStore(MemoryDeadLetterQueue):
     def durability(self) -> str:
         return "memory only: nothing survives the process"
 
-    async def append(self, events: Sequence[Event]) -> list[AppendResult]:
+    async def append(
+        self,
+        events: Sequence[Event],
+        *,
+        headers: Sequence[Mapping[str, str] | None] | None = None,
+    ) -> list[AppendResult]:
         payloads = [encode(e) for e in events]  # refuse the whole batch before any write
+        extra = check_headers(headers, len(events))
         now = _utcnow()
         if self._appended and now < self._appended[-1]:
             now = self._appended[-1]
         results: list[AppendResult] = []
         pending: dict[UUID, int] = {}
-        for event, payload in zip(events, payloads, strict=True):
+        for i, (event, payload) in enumerate(zip(events, payloads, strict=True)):
             known = self._by_id.get(event.id, pending.get(event.id))
             if known is not None:
                 results.append(AppendResult(known, event.id, duplicate=True))
@@ -167,6 +175,7 @@ class MemoryEventStore(MemoryDeadLetterQueue):
                     payload=payload,
                     correlation_id=event.correlation_id,
                     causation_id=event.causation_id,
+                    headers=NO_HEADERS if extra is None else extra[i] or NO_HEADERS,
                 )
             )
             self._appended.append(now)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import traceback
-from collections.abc import AsyncIterable, Callable, Collection
+from collections.abc import AsyncIterable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from time import perf_counter
@@ -21,8 +21,9 @@ from .codec import decode
 from .dlq import DECODE_HANDLER, MIDDLEWARE_HANDLER, for_failure, for_undecodable, qualified_name
 from .errors import EventError, SubscriptionError
 from .events import DispatchContext, Event
+from .instrument import Delivery
 from .results import Failure, HandlerOutcome, OutcomeStatus
-from .store import DeadLetter, DeadLetterStatus, StoredEvent
+from .store import NO_HEADERS, DeadLetter, DeadLetterStatus, StoredEvent
 
 if TYPE_CHECKING:
     from .bus import EventBus
@@ -108,7 +109,21 @@ async def replay(
                     full = bus._route(cls)
                     route = routes[cls] = full if wanted is None else full.only(wanted)
                 if route.runners:
-                    for o in await route.dispatch(event, DispatchContext(event, 1, True)):
+                    instrument = bus._instrument
+                    scope = (
+                        None
+                        if instrument is None
+                        else bus._open_delivery(
+                            instrument,
+                            Delivery(event, record.headers, record.seq, None, "replay", True),
+                        )
+                    )
+                    try:
+                        outcomes = await route.dispatch(event, DispatchContext(event, 1, True))
+                    finally:
+                        if scope is not None and instrument is not None:
+                            bus._close_delivery(instrument, scope)
+                    for o in outcomes:
                         if o.status is _OK:
                             ok[o.handler] = ok.get(o.handler, 0) + 1
                         else:
@@ -164,26 +179,23 @@ async def redrive(bus: EventBus, entry_id: int) -> RedriveResult:
     if entry.resolved_at is not None or entry.status is DeadLetterStatus.RESOLVED:
         return RedriveResult(entry_id, resolved=False, already_resolved=True)
     try:
-        event = await _event_of(bus, entry)
+        event, headers = await _event_of(bus, entry)
     except EventError as exc:
         await _failed_again(bus, entry_id, exc)
         return RedriveResult(entry_id, resolved=False, error=str(exc))
-    context = DispatchContext(event, 1, True)
-    if entry.handler in (DECODE_HANDLER, MIDDLEWARE_HANDLER):
-        outcomes = await bus._dispatch(event, context)
-    else:
-        if entry.handler not in bus._runners:
-            raise SubscriptionError(
-                f"dead letter {entry_id} belongs to handler {entry.handler!r}, which is not "
-                "loaded: pass the app that defines it"
-            )
-        route = bus._route(event.__class__).only(frozenset((entry.handler,)))
-        if not route.runners:
-            raise SubscriptionError(
-                f"dead letter {entry_id}: handler {entry.handler!r} is not subscribed to "
-                f"{event.event_type!r} any more"
-            )
-        outcomes = await route.dispatch(event, context)
+    instrument = bus._instrument
+    scope = (
+        None
+        if instrument is None
+        else bus._open_delivery(
+            instrument, Delivery(event, headers, entry.seq, entry.group, "redrive", True)
+        )
+    )
+    try:
+        outcomes = await _redrive_dispatch(bus, entry, entry_id, event)
+    finally:
+        if scope is not None and instrument is not None:
+            bus._close_delivery(instrument, scope)
     failures = [o for o in outcomes if o.status is not _OK]
     outcome = outcomes[0] if len(outcomes) == 1 else None
     if failures:
@@ -194,13 +206,37 @@ async def redrive(bus: EventBus, entry_id: int) -> RedriveResult:
     return RedriveResult(entry_id, resolved=won, already_resolved=not won, outcome=outcome)
 
 
-async def _event_of(bus: EventBus, entry: DeadLetter) -> Event:
+async def _redrive_dispatch(
+    bus: EventBus, entry: DeadLetter, entry_id: int, event: Event
+) -> list[HandlerOutcome[Any]]:
+    """Dispatch a dead letter's event as a re-drive: to its handler only (to every
+    handler when the letter is a decode or middleware failure)."""
+    context = DispatchContext(event, 1, True)
+    if entry.handler in (DECODE_HANDLER, MIDDLEWARE_HANDLER):
+        return await bus._dispatch(event, context)
+    if entry.handler not in bus._runners:
+        raise SubscriptionError(
+            f"dead letter {entry_id} belongs to handler {entry.handler!r}, which is not "
+            "loaded: pass the app that defines it"
+        )
+    route = bus._route(event.__class__).only(frozenset((entry.handler,)))
+    if not route.runners:
+        raise SubscriptionError(
+            f"dead letter {entry_id}: handler {entry.handler!r} is not subscribed to "
+            f"{event.event_type!r} any more"
+        )
+    return await route.dispatch(event, context)
+
+
+async def _event_of(bus: EventBus, entry: DeadLetter) -> tuple[Event, Mapping[str, str]]:
+    """The dead letter's event (from the log when the store has it) and the headers
+    stored with it."""
     store = bus.store
     if entry.seq is not None and store is not None:
         record = await store.get(entry.seq)
         if record is not None:
-            return record.decode(bus.registry)
-    return decode(entry.event_type, entry.payload, registry=bus.registry)
+            return record.decode(bus.registry), record.headers
+    return decode(entry.event_type, entry.payload, registry=bus.registry), NO_HEADERS
 
 
 async def _failed_again(bus: EventBus, entry_id: int, error: BaseException) -> None:

@@ -12,6 +12,8 @@ Promises every implementation keeps (the store contract suite checks them):
 * An event id is unique: appending it again returns the original sequence number with
   ``duplicate=True`` and appends nothing.
 * ``appended_at`` never decreases along the sequence; ``since``/``until`` select by it.
+* Headers given to ``append`` (string to string, such as a trace context) come back on
+  the event's record exactly; an event appended without them reads back ``NO_HEADERS``.
 * Reads stream in batches in sequence order and verify each payload's checksum; a
   mismatch raises ``ChecksumMismatchError`` for that sequence number only.
 * ``commit_progress`` moves a group's checkpoint and records dead letters atomically;
@@ -26,6 +28,7 @@ import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
@@ -34,6 +37,7 @@ from .errors import EventDecodeError, EventDefinitionError, UnknownEventTypeErro
 from .events import Event, EventRegistry, default_registry
 
 __all__ = [
+    "NO_HEADERS",
     "AppendResult",
     "DeadLetter",
     "DeadLetterQueue",
@@ -45,6 +49,7 @@ __all__ = [
     "Snapshot",
     "StoredEvent",
     "at_least",
+    "check_headers",
     "check_read_args",
     "int64",
 ]
@@ -75,6 +80,38 @@ def at_least(name: str, value: int, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum} (got {value})")
     return value
+
+
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+"""The headers of an event stored without any (one shared, immutable, empty mapping)."""
+
+
+def check_headers(
+    headers: Sequence[Mapping[str, str] | None] | None, count: int
+) -> list[Mapping[str, str] | None] | None:
+    """The ``headers`` argument of ``EventStore.append`` for ``count`` events, checked the
+    same way by every store: one entry per event (None, or an empty mapping, for none),
+    string keys and values only. None when no event has any, which is what a store writes
+    without cost; else a list in which each event without headers is None. A one-line
+    ValueError names what is wrong."""
+    if headers is None:
+        return None
+    if len(headers) != count:
+        raise ValueError(f"headers has {len(headers)} entries for {count} event(s): give one each")
+    out: list[Mapping[str, str] | None] = []
+    seen = False
+    for i, entry in enumerate(headers):
+        if not entry:
+            out.append(None)
+            continue
+        for key, value in entry.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise ValueError(
+                    f"headers[{i}] must map strings to strings (got {key!r}: {value!r})"
+                )
+        out.append(MappingProxyType(dict(entry)))
+        seen = True
+    return out if seen else None
 
 
 def check_read_args(from_seq: int, to_seq: int | None, limit: int | None, batch_size: int) -> None:
@@ -111,6 +148,9 @@ class StoredEvent:
     payload: bytes
     correlation_id: UUID | None = None
     causation_id: UUID | None = None
+    headers: Mapping[str, str] = field(default_factory=lambda: NO_HEADERS, hash=False)
+    """What was appended with the event (``append(..., headers=...)``), such as a W3C
+    trace context: ``NO_HEADERS`` when nothing was. Not part of the record's hash."""
 
     def decode(self, registry: EventRegistry = default_registry) -> Event:
         """The event object. An error decoding it (EventDecodeError, UnknownEventTypeError,
@@ -256,8 +296,16 @@ class EventStore(DeadLetterQueue, Protocol):
         """A short sentence: what an event whose append returned survives."""
         ...
 
-    async def append(self, events: Sequence[Event]) -> list[AppendResult]:
-        """Append events durably, in order, with contiguous sequence numbers."""
+    async def append(
+        self,
+        events: Sequence[Event],
+        *,
+        headers: Sequence[Mapping[str, str] | None] | None = None,
+    ) -> list[AppendResult]:
+        """Append events durably, in order, with contiguous sequence numbers.
+        ``headers[i]`` (string to string; None for none) is stored with ``events[i]`` and
+        read back as that record's ``headers`` (``check_headers`` checks the argument).
+        A duplicate keeps the headers it was first stored with."""
         ...
 
     def read(

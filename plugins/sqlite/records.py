@@ -3,7 +3,8 @@ and back, and the read functions that run whole on the read connection's thread.
 
 Ids are 16-byte blobs, the publisher's ``created_at`` and the DLQ's times ISO text (they
 keep their time zone exactly), ``appended_at`` integer microseconds since the epoch (UTC,
-indexed for ``since``/``until``). Every payload is stored with its CRC-32, checked on each
+indexed for ``since``/``until``), an event's headers an orjson object (NULL when it has
+none, read back as ``NO_HEADERS``). Every payload is stored with its CRC-32, checked on each
 read: a mismatch is a ``ChecksumMismatchError`` for that record only.
 """
 
@@ -12,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 from uuid import UUID, SafeUUID
 
@@ -23,6 +25,7 @@ from core.codec import encode
 from core.errors import ChecksumMismatchError
 from core.events import Event
 from core.store import (
+    NO_HEADERS,
     DeadLetter,
     DeadLetterReason,
     DeadLetterStatus,
@@ -50,7 +53,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 EVENT_COLUMNS = (
     "seq, event_id, type_name, version, created_at, appended_at, payload, checksum, "
-    "correlation_id, causation_id"
+    "correlation_id, causation_id, headers"
 )
 DLQ_COLUMNS = (
     "id, event_id, event_type, handler, reason, error_type, message, traceback, attempts, "
@@ -77,7 +80,9 @@ def _from_iso(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
-def event_row(event: Event) -> Row:
+def event_row(event: Event, headers: Mapping[str, str] | None = None) -> Row:
+    """The row of ``event``; ``headers`` (checked by ``core.store.check_headers``) are
+    stored as one orjson object, none as NULL."""
     payload = encode(event)
     corr = event.correlation_id
     caus = event.causation_id
@@ -90,7 +95,13 @@ def event_row(event: Event) -> Row:
         zlib.crc32(payload),
         None if corr is None else corr.bytes,
         None if caus is None else caus.bytes,
+        None if not headers else orjson.dumps(dict(headers)),
     )
+
+
+def _headers(raw: bytes) -> Mapping[str, str]:
+    """Stored headers (an orjson object) as the record's read-only mapping."""
+    return MappingProxyType(orjson.loads(raw))
 
 
 def _slot_setters(cls: type, names: Sequence[str]) -> tuple[Callable[[Any, Any], None], ...]:
@@ -123,7 +134,10 @@ def _fast_makers() -> tuple[Callable[[bytes], UUID], Callable[..., StoredEvent]]
         return u
 
     setters = _slot_setters(StoredEvent, fields)
-    s_seq, s_eid, s_type, s_version, s_created, s_appended, s_payload, s_corr, s_caus = setters
+    if len(setters) != 10:
+        return None
+    s_seq, s_eid, s_type, s_version, s_created, s_appended, s_payload, s_corr, s_caus = setters[:9]
+    s_headers = setters[9]
 
     def make_record(
         seq: int,
@@ -135,6 +149,7 @@ def _fast_makers() -> tuple[Callable[[bytes], UUID], Callable[..., StoredEvent]]
         payload: bytes,
         corr: UUID | None,
         caus: UUID | None,
+        headers: Mapping[str, str] = NO_HEADERS,
     ) -> StoredEvent:
         r = new(StoredEvent)
         s_seq(r, seq)
@@ -146,6 +161,7 @@ def _fast_makers() -> tuple[Callable[[bytes], UUID], Callable[..., StoredEvent]]
         s_payload(r, payload)
         s_corr(r, corr)
         s_caus(r, caus)
+        s_headers(r, headers)
         return r
 
     raw = bytes(range(16))
@@ -153,6 +169,11 @@ def _fast_makers() -> tuple[Callable[[bytes], UUID], Callable[..., StoredEvent]]
     probe = (7, make_uuid(raw), "t", 1, now, now, b"{}", None, make_uuid(raw))
     expected = (7, UUID(bytes=raw), "t", 1, now, now, b"{}", None, UUID(bytes=raw))
     if make_record(*probe) != StoredEvent(*expected) or hash(probe[1]) != hash(expected[1]):
+        return None
+    tagged = make_record(*probe, _headers(b'{"k":"v"}'))
+    if tagged != StoredEvent(*expected, headers={"k": "v"}) or hash(tagged) != hash(
+        StoredEvent(*expected)
+    ):
         return None
     return make_uuid, make_record
 
@@ -175,7 +196,8 @@ def to_records(
     uuid_of, record = _uuid_of, _record
     last_micros, last_at = -1, _EPOCH  # one transaction's records share appended_at
     last_created, last_created_at = "", _EPOCH  # so do a batch's publish times, often
-    for seq, eid, type_name, version, created, appended, payload, checksum, corr, caus in rows:
+    no_headers = NO_HEADERS
+    for seq, eid, type_name, version, created, appended, payload, checksum, corr, caus, raw in rows:
         if crc32(payload) != checksum:
             return out, ChecksumMismatchError(seq, type_name)
         if appended != last_micros:
@@ -193,6 +215,7 @@ def to_records(
                 payload,
                 None if corr is None else uuid_of(corr),
                 None if caus is None else uuid_of(caus),
+                no_headers if raw is None else _headers(raw),
             )
         )
     return out, None

@@ -115,6 +115,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE leases ADD COLUMN holder_started INTEGER;
     """,
+    # 4: headers stored with an event (orjson of a string-to-string object, such as a
+    # W3C trace context; NULL when it has none, which costs nothing).
+    """
+    ALTER TABLE events ADD COLUMN headers BLOB;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -57,6 +57,7 @@ from core.store import (
     Snapshot,
     StoredEvent,
     at_least,
+    check_headers,
     check_read_args,
     int64,
 )
@@ -409,11 +410,21 @@ class SQLiteEventStore:
 
     # -- the log ----------------------------------------------------------------------
 
-    async def append(self, events: Sequence[Event]) -> list[AppendResult]:
+    async def append(
+        self,
+        events: Sequence[Event],
+        *,
+        headers: Sequence[Mapping[str, str] | None] | None = None,
+    ) -> list[AppendResult]:
         """Append durably: returns once the group commit holding these events is done."""
         if self._writer is None:
             self._refuse_writes()
-        rows = [records.event_row(e) for e in events]  # an encode error refuses the whole call
+        extra = check_headers(headers, len(events))
+        # An encode error refuses the whole call.
+        if extra is None:
+            rows = [records.event_row(e) for e in events]
+        else:
+            rows = [records.event_row(e, h) for e, h in zip(events, extra, strict=True)]
         if not rows:
             return []
         assert self._writer is not None

@@ -29,15 +29,16 @@ from .connection import Link, store_error
 
 __all__ = ["GroupCommitWriter", "Row", "commit_batch"]
 
-# event_id, type_name, version, created_at, payload, checksum, correlation_id, causation_id
-Row = tuple[bytes, str, int, str, bytes, int, bytes | None, bytes | None]
+# event_id, type_name, version, created_at, payload, checksum, correlation_id,
+# causation_id, headers
+Row = tuple[bytes, str, int, str, bytes, int, bytes | None, bytes | None, bytes | None]
 
 _INSERT_HEAD = (
     "INSERT INTO events (seq, appended_at, event_id, type_name, version, created_at, "
-    "payload, checksum, correlation_id, causation_id) VALUES "
+    "payload, checksum, correlation_id, causation_id, headers) VALUES "
 )
-_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_CHUNK = 100  # rows per multi-row INSERT (1,000 parameters; SQLite allows 32,766)
+_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_CHUNK = 100  # rows per multi-row INSERT (1,100 parameters; SQLite allows 32,766)
 _MULTI: dict[int, str] = {}  # rows -> the INSERT statement of that many rows
 
 

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Annotated, Any, BinaryIO, NoReturn
@@ -41,6 +41,22 @@ from pubsub_cli.output import Output, json_with_array, number
 
 CHUNK = 5_000  # events per append call (one transaction): what bounds memory
 _TICK = 4_096  # lines between progress updates
+
+# How events are appended: ``store.append``, or with a producer span each (--tracing).
+_Append = Callable[[EventStore, list[Event]], Awaitable[list[AppendResult]]]
+
+
+async def _append(store: EventStore, events: list[Event]) -> list[AppendResult]:
+    return await store.append(events)
+
+
+def _appender(tracing: bool) -> _Append:
+    """``store.append``, or the OpenTelemetry one (PluginLoadError without the extra)."""
+    if not tracing:
+        return _append
+    from plugins.otel import instrumentation
+
+    return instrumentation().append
 
 
 @dataclass(slots=True)
@@ -134,7 +150,7 @@ def _validate(stream: BinaryIO, source: str, checked: _Checked, inv: Invocation)
 
 
 async def _append_lines(
-    store: EventStore, checked: _Checked, done: _Appended, advance: Any
+    store: EventStore, checked: _Checked, done: _Appended, advance: Any, append: _Append
 ) -> None:
     """The second pass: the valid lines again, appended ``CHUNK`` events at a time."""
     events: list[Event] = []
@@ -153,11 +169,11 @@ async def _append_lines(
         events.append(event)
         lines.append(n)
         if len(events) >= CHUNK:
-            done.add(await store.append(events), events, lines)
+            done.add(await append(store, events), events, lines)
             advance(len(events))
             events, lines = [], []
     if events:
-        done.add(await store.append(events), events, lines)
+        done.add(await append(store, events), events, lines)
         advance(len(events))
 
 
@@ -191,6 +207,16 @@ def publish(
         bool,
         typer.Option("--skip-invalid", help="Append the valid lines and report the others"),
     ] = False,
+    tracing: Annotated[
+        bool,
+        typer.Option(
+            "--tracing",
+            envvar="PUBSUB_TRACING",
+            show_envvar=True,
+            help="A producer span per event, its trace context stored with it (extra otel; "
+            "the SDK is configured by an --app module or opentelemetry-instrument)",
+        ),
+    ] = False,
 ) -> None:
     """Validate events against their registered classes and append them durably."""
     out = inv.out
@@ -209,17 +235,18 @@ def publish(
         file = "-"
     if apps:
         inv.load(apps, require_routers=False)
+    append = _appender(tracing)
 
     if type_name is not None:
         assert data is not None
-        _publish_one(inv, event_from_json(type_name, data, "--data"))
+        _publish_one(inv, event_from_json(type_name, data, "--data"), append)
         return
     assert file is not None
     try:
         with interrupted_by(), tempfile.TemporaryFile() as spool:
             with terminate_raises():
                 checked = _check_input(inv, file, spool, skip_invalid)
-            _publish_checked(inv, checked)
+            _publish_checked(inv, checked, append)
     except Interrupted as stop:
         out.outcome("interrupted: nothing appended")
         raise typer.Exit(stop.exit_code) from None
@@ -261,7 +288,7 @@ def _check_input(inv: Invocation, file: str, spool: IO[bytes], skip_invalid: boo
     return checked
 
 
-def _publish_checked(inv: Invocation, checked: _Checked) -> None:
+def _publish_checked(inv: Invocation, checked: _Checked, append: _Append) -> None:
     """Append what the first pass validated (the second pass) and report it."""
     out = inv.out
     total = checked.events
@@ -292,7 +319,7 @@ def _publish_checked(inv: Invocation, checked: _Checked) -> None:
                 async with open_store(inv.settings, create=True) as store:
                     out.ready(f"appending {number(total)} event(s) to {store.url}")
                     with out.progress(total, "appending") as advance:
-                        await _append_lines(store, checked, done, advance)
+                        await _append_lines(store, checked, done, advance, append)
 
             _, sig = await finish_despite_signal(work(), announce=announce, force=force)
             return sig
@@ -316,15 +343,15 @@ def _publish_checked(inv: Invocation, checked: _Checked) -> None:
         raise typer.Exit(128 + int(sig))
 
 
-def _publish_one(inv: Invocation, event: Event) -> None:
+def _publish_one(inv: Invocation, event: Event, append: _Append) -> None:
     """Append the single ``--data`` event and report it."""
     with tempfile.TemporaryFile() as rows:
         done = _Appended(inv.out, rows if inv.json else None)
 
-        async def append(s: EventStore) -> None:
-            done.add(await s.append([event]), [event], [0])
+        async def append_one(s: EventStore) -> None:
+            done.add(await append(s, [event]), [event], [0])
 
-        inv.with_store(append, create=True)
+        inv.with_store(append_one, create=True)
         _report(inv, done, [])
 
 

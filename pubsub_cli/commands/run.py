@@ -438,6 +438,16 @@ def run(
             "[default: off]",
         ),
     ] = None,
+    tracing: Annotated[
+        bool,
+        typer.Option(
+            "--tracing",
+            envvar="PUBSUB_TRACING",
+            show_envvar=True,
+            help="Trace with OpenTelemetry, continuing each event's stored trace (extra "
+            "otel; the SDK and exporter are configured by your handlers module)",
+        ),
+    ] = False,
 ) -> None:
     """Run handlers as the group's worker: catch up, follow new events, drain on signal."""
     settings = inv.resolve(group=group, graceful_timeout=graceful_timeout, lease_ttl=lease_ttl)
@@ -458,6 +468,11 @@ def run(
             "group would move past every event unhandled",
             param_hint="TARGET",
         )
+    tracer = None
+    if tracing:  # before the store is opened or a port bound: a missing extra changes nothing
+        from plugins.otel import instrumentation
+
+        tracer = instrumentation()
     metrics: PrometheusMetrics | None = None
     server: MetricsServer | None = None
     if address is not None:
@@ -490,6 +505,8 @@ def run(
                 lease_ttl=settings.lease_ttl,
                 metrics=metrics,
             )
+            if tracer is not None:
+                bus.instrument(tracer)
             names = ", ".join(sub.name for sub in bus.subscriptions)
             out.note(f"handlers: {names}")
             store_url = redact_url(s.url)

@@ -19,7 +19,7 @@ INTERNAL = {
     "codec": {"decode", "decode_as", "encode", "from_dict", "to_dict"},  # Event methods wrap them
     "consumer": {"Delivered", "Dispatcher", "LogConsumer"},  # the seam's two sides
     "devmode": {"check_event", "check_signature"},  # what dev_mode=True checks
-    "dispatch": {"Route", "Runner"},  # the bus's machinery
+    "dispatch": {"InstrumentedRunner", "Route", "Runner"},  # the bus's machinery
     "dlq": {
         "DECODE_HANDLER",
         "MIDDLEWARE_HANDLER",
@@ -42,7 +42,13 @@ INTERNAL = {
         "TRUSTED_COLLECTORS",
     },  # the bus guarding a collector
     "progress": {"GroupProgress"},  # the bus's checkpoint bookkeeping
-    "store": {"at_least", "check_read_args", "int64"},  # argument checks for stores
+    "store": {
+        "NO_HEADERS",
+        "at_least",
+        "check_headers",
+        "check_read_args",
+        "int64",
+    },  # argument checks for stores, and what a record without headers holds
     "projections": {"create_snapshots", "projections_of", "restore_snapshots"},  # CLI commands
     "routing": {
         "SubscribeOptions",

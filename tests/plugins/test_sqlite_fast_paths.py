@@ -38,6 +38,7 @@ def row(seq: int, payload: bytes, *, corr: UUID | None, caus: UUID | None) -> tu
         zlib.crc32(payload),
         None if corr is None else corr.bytes,
         None if caus is None else caus.bytes,
+        None,  # headers
     )
 
 
