@@ -81,9 +81,8 @@ def durability_sentence(replicas: int) -> str:
     """What an acknowledged event survives on a stream of ``replicas`` copies."""
     if replicas <= 1:
         return (
-            "survives a crash of the nats-server process (kill -9); power loss only if "
-            "the server runs with sync_interval: always (2.10+), else the last "
-            f"{_DEFAULT_SYNC} (its default fsync interval) can be lost"
+            "survives a nats-server crash (kill -9); power loss only with sync_interval: "
+            f"always on the server (2.10+; by default it fsyncs every {_DEFAULT_SYNC})"
         )
     tolerated = (replicas - 1) // 2
     return (
