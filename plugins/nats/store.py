@@ -26,6 +26,7 @@ How it keeps the protocol's promises, and where it cannot:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -341,7 +342,7 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
         else:
             subject = naming.events_subjects(self.namespace)
         emitted = 0
-        async for raw in scan(
+        records = scan(
             self.jetstream,
             self.events_stream,
             subject,
@@ -351,18 +352,21 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
             start_time=since if since is not None and from_seq <= 1 else None,
             end_seq=end,
             batch_size=batch_size,
-        ):
-            if raw.seq < start or (since is not None and raw.appended_at < since):
-                continue
-            if until is not None and raw.appended_at > until:
-                return
-            record = self._record(raw)
-            if wanted is not None and record.type_name not in wanted:
-                continue
-            yield record
-            emitted += 1
-            if limit is not None and emitted >= limit:
-                return
+        )
+        # Closed at once when the read ends early (limit, until): its consumer goes too.
+        async with contextlib.aclosing(records):
+            async for raw in records:
+                if raw.seq < start or (since is not None and raw.appended_at < since):
+                    continue
+                if until is not None and raw.appended_at > until:
+                    return
+                record = self._record(raw)
+                if wanted is not None and record.type_name not in wanted:
+                    continue
+                yield record
+                emitted += 1
+                if limit is not None and emitted >= limit:
+                    return
 
     async def get(self, seq: int) -> StoredEvent | None:
         import nats.js.errors
@@ -387,16 +391,18 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
     async def get_by_id(self, event_id: UUID) -> StoredEvent | None:
         """A scan of the log (JetStream keeps no index by message id past the window)."""
         wanted = str(event_id)
-        async for raw in self._scan_events():
-            if raw.headers.get(naming.HEADER_MSG_ID) == wanted:
-                return self._record(raw)
+        records = self._scan_events()
+        async with contextlib.aclosing(records):
+            async for raw in records:
+                if raw.headers.get(naming.HEADER_MSG_ID) == wanted:
+                    return self._record(raw)
         return None
 
     async def _scan_events(self) -> AsyncIterator[RawRecord]:
         state = await self._state()
         if int(state.last_seq) < 1:
             return
-        async for raw in scan(
+        records = scan(
             self.jetstream,
             self.events_stream,
             naming.events_subjects(self.namespace),
@@ -404,8 +410,10 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
             timeout=self._parsed.timeout,
             start_seq=max(1, int(state.first_seq)),
             end_seq=int(state.last_seq),
-        ):
-            yield raw
+        )
+        async with contextlib.aclosing(records):
+            async for raw in records:
+                yield raw
 
     async def last_seq(self) -> int:
         return int((await self._state()).last_seq)
