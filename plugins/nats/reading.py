@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -69,7 +69,7 @@ async def scan(
     last_per_subject: bool = False,
     end_seq: int | None = None,
     batch_size: int = 1000,
-) -> AsyncIterator[RawRecord]:
+) -> AsyncGenerator[RawRecord, None]:
     """The messages of ``stream`` on ``subject`` (wildcards allowed) from ``start_seq``
     (or the first at or after ``start_time``; or the last of each subject), in sequence
     order, up to ``end_seq``."""

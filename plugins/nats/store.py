@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
@@ -398,7 +398,7 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
                     return self._record(raw)
         return None
 
-    async def _scan_events(self) -> AsyncIterator[RawRecord]:
+    async def _scan_events(self) -> AsyncGenerator[RawRecord, None]:
         state = await self._state()
         if int(state.last_seq) < 1:
             return
