@@ -43,6 +43,8 @@ def describe(exc: BaseException) -> str:
         return "authorization violation: check the credentials (PUBSUB_NATS_*)"
     if isinstance(exc, nats.errors.ConnectionClosedError):
         return "the connection is closed"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is nats-server running there?)"
     if isinstance(exc, OSError):
         return exc.strerror or str(exc) or type(exc).__name__
     text = str(exc).removeprefix("nats: ")
@@ -107,12 +109,13 @@ async def connect(parsed: NatsStoreURL) -> Client:
         await _close_quietly(client)
         cause = last_error[0] if last_error else exc
         hosts = ", ".join(s.removeprefix("nats://") for s in parsed.servers)
-        detail = describe(cause) if not isinstance(cause, TimeoutError) else "timed out"
+        if isinstance(cause, TimeoutError):
+            detail = f"no answer within {parsed.timeout:g} s"
+        else:
+            detail = describe(cause)
         auth = f" (credentials: {creds.kind})" if creds.kind != "none" else ""
         raise StoreUnavailableError(
-            location,
-            f"cannot connect to the NATS server at {hosts} within {parsed.timeout:g} s: "
-            f"{detail}{auth}",
+            location, f"cannot connect to the NATS server at {hosts}: {detail}{auth}"
         ) from None
     # Connected: from now on reconnect for as long as the store is open (every wait is
     # bounded, so a caller never hangs on a server that stays away).
