@@ -292,7 +292,7 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
                             "appending events",
                         )
                     )
-            acks = await self._call(asyncio.gather(*futures), "appending events")
+            acks = await self._acks(futures)
         finally:
             for future in futures:
                 if not future.done():
@@ -301,6 +301,31 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
             AppendResult(int(ack.seq), event.id, duplicate=bool(ack.duplicate))
             for ack, event in zip(acks, events, strict=True)
         ]
+
+    async def _acks(self, futures: list[asyncio.Future[Any]]) -> list[Any]:
+        """The acknowledgements, waiting as long as they keep coming: a wait fails when
+        none arrived for ``timeout`` seconds (a server that died or stalled)."""
+        import nats.errors
+
+        pending: set[asyncio.Future[Any]] = set(futures)
+        timeout = self._parsed.timeout
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=timeout)
+            if not done:
+                stored = len(futures) - len(pending)
+                raise StoreUnavailableError(
+                    self.url,
+                    f"appending events: no acknowledgement from the NATS server within "
+                    f"{timeout:g} s ({stored} of {len(futures)} acknowledged; the others "
+                    "may or may not be stored: appending them again is safe within the "
+                    f"duplicate window of {self.duplicate_window:g}s)",
+                )
+        try:
+            return [f.result() for f in futures]
+        except nats.errors.Error as exc:
+            from .connection import describe
+
+            raise StoreUnavailableError(self.url, f"appending events: {describe(exc)}") from None
 
     async def _state(self, subjects: bool = False) -> Any:
         async def info() -> Any:
