@@ -208,11 +208,17 @@ def state(ctx: typer.Context) -> CLIState:
 
 
 def _existing_store_url(url: str) -> str:
-    """The URL that opens an existing store only. For SQLite: a missing file is refused
+    """The URL that opens an existing store only (for JetStream: ``mode=rw``, an
+    existing namespace). For SQLite: a missing file is refused
     here, with what to pass instead, and ``mode=rw`` (unless the URL gives a mode) makes
     the store refuse an empty or 0-byte file untouched and open a store this user cannot
     write read-only: commands that do not create a store never create or initialize
     one, and read on read-only files, directories and mounts."""
+    if url.startswith("nats://"):  # an existing namespace only (plugins.nats.url)
+        query = url.partition("?")[2]
+        if any(option.split("=", 1)[0] == "mode" for option in query.split("&")):
+            return url
+        return f"{url}{'&' if query else '?'}mode=rw"
     if not url.startswith("sqlite://"):
         return url
     rest, _, query = url.removeprefix("sqlite://").partition("?")

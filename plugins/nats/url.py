@@ -14,7 +14,9 @@ as it may be shown (never with a secret in it).
 - ``timeout`` (seconds, default 5): the bound of every wait on the server (connect,
   an acknowledgement, an API call);
 - ``update`` (``1``): let the store update an existing stream whose configuration
-  differs from the URL's (without it, a difference is refused).
+  differs from the URL's (without it, a difference is refused);
+- ``mode`` (``rwc``, the default: create the namespace's streams when missing; ``rw``:
+  an existing namespace only, what the read commands use: they never create one).
 
 Credentials: a creds file from ``PUBSUB_NATS_CREDS``, a user and password from
 ``PUBSUB_NATS_USER``/``PUBSUB_NATS_PASSWORD`` (or ``user:password@`` in the URL), a
@@ -40,7 +42,16 @@ USER_ENV = "PUBSUB_NATS_USER"
 PASSWORD_ENV = "PUBSUB_NATS_PASSWORD"
 TOKEN_ENV = "PUBSUB_NATS_TOKEN"
 
-_OPTIONS = ("compression", "dup_window", "ns", "replicas", "retry_horizon", "timeout", "update")
+_OPTIONS = (
+    "compression",
+    "dup_window",
+    "mode",
+    "ns",
+    "replicas",
+    "retry_horizon",
+    "timeout",
+    "update",
+)
 _DAY = 86_400.0
 
 
@@ -77,11 +88,13 @@ class NatsStoreURL:
     compression: str = "none"
     timeout: float = 5.0
     update: bool = False
+    create: bool = True
     credentials: Credentials = field(default_factory=Credentials)
 
     @property
     def display(self) -> str:
-        """The URL to show: hosts and options, no credentials."""
+        """The URL to show: hosts and options, no credentials (nor ``mode``: how the
+        store was opened is not where it lives)."""
         hosts = ",".join(s.removeprefix("nats://") for s in self.servers)
         options = [f"ns={self.namespace}"]
         defaults = NatsStoreURL(self.servers, self.namespace)
@@ -167,6 +180,11 @@ def parse_url(url: str, environ: Mapping[str, str] | None = None) -> NatsStoreUR
     compression = options.get("compression", "none")
     if compression not in ("none", "s2"):
         raise StoreUnavailableError(shown, f"option compression={compression!r} must be none or s2")
+    mode = options.get("mode", "rwc")
+    if mode not in ("rw", "rwc"):
+        raise StoreUnavailableError(
+            shown, f"option mode={mode!r} must be rw (an existing namespace only) or rwc"
+        )
     update = options.get("update", "0")
     if update not in ("0", "1"):
         raise StoreUnavailableError(shown, f"option update={update!r} must be 0 or 1")
@@ -179,6 +197,7 @@ def parse_url(url: str, environ: Mapping[str, str] | None = None) -> NatsStoreUR
         compression=compression,
         timeout=_seconds(shown, options, "timeout", 5.0),
         update=update == "1",
+        create=mode == "rwc",
         credentials=_credentials(env, user, password),
     )
 

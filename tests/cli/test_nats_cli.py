@@ -184,6 +184,11 @@ class TestWalkthrough:
         """A duplicate window shorter than the retry horizon is a warning: shown, and
         the store stays healthy (exit 0)."""
         url = nats_cli.url + "&dup_window=10&retry_horizon=60"
+        ok(
+            nats_cli(
+                "publish", "--app", ORDERS, "--file", str(EXAMPLES / "orders.jsonl"), "--store", url
+            )
+        )
         doc = ok(nats_cli("check", "--quick", "--json", "--store", url)).json()
         [dedup] = [c for c in doc["checks"] if c["name"] == "dedup"]
         assert (dedup["ok"], dedup.get("warning")) == (True, True)
@@ -234,6 +239,16 @@ class TestTail:
 
 
 class TestErrors:
+    def test_read_commands_never_create_a_namespace(self, nats_cli: NatsCLI) -> None:
+        """Read commands on a namespace that does not exist fail with one line and
+        create nothing; publish creates it."""
+        for command in (["events", "list"], ["stats"], ["dlq", "list"], ["check", "--quick"]):
+            r = nats_cli(*command)
+            assert r.exit_code == 1, (command, r.stdout)
+            assert "does not exist on this server" in r.stderr, command
+        ok(nats_cli("publish", "--app", ORDERS, "--file", str(EXAMPLES / "orders.jsonl")))
+        assert ok(nats_cli("stats", "--json")).json()["events"] == 4
+
     def test_dead_server_is_one_line(self, tmp_path: Path) -> None:
         """Nothing listening: exit 1 and one error line, no traceback, no password."""
         with socket.socket() as s:
