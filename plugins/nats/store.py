@@ -509,7 +509,7 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
             self.url,
             f"{what}: a JetStream group needs no lease and keeps no store checkpoint (its "
             "durable consumer acknowledges each event, shared by any number of workers); "
-            "run workers through the store's consumer (pubsub run does)",
+            "workers run on the store's JetStream consumer (open_consumer) instead",
         )
 
     async def commit_progress(
