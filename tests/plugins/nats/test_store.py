@@ -224,6 +224,22 @@ class TestConnect:
             proc.kill()
             proc.wait(timeout=10)
 
+    def test_missing_extra_is_named(self) -> None:
+        """Without nats-py, opening a nats:// store says which extra to install."""
+        code = (
+            "import sys, asyncio; sys.modules['nats'] = None\n"
+            "from core.entrypoints import open_store\n"
+            "from core.errors import StoreUnavailableError\n"
+            "try:\n"
+            "    asyncio.run(open_store('nats://127.0.0.1:1?ns=x'))\n"
+            "except StoreUnavailableError as exc:\n"
+            "    print(exc)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        )
+        assert "pip install 'pubsub-workbench[nats]'" in out.stdout
+
     def test_import_is_lazy(self) -> None:
         """Importing the plugin (what the entry point does) imports no nats-py."""
         code = "import sys, plugins.nats, core, pubsub_cli.app; print('nats' in sys.modules)"
