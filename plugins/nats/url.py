@@ -18,6 +18,10 @@ as it may be shown (never with a secret in it).
 - ``mode`` (``rwc``, the default: create the namespace's streams when missing; ``rw``:
   an existing namespace only, what the read commands use: they never create one).
 
+The consumer's options (``ack_wait``, ``max_ack_pending``, ``max_deliver``,
+``max_in_flight``, ``ordered``, ``update_consumer``) pass through unread and stay in
+``display`` (the store's ``url``), where ``plugins.nats.consumer`` reads and checks them.
+
 Credentials: a creds file from ``PUBSUB_NATS_CREDS``, a user and password from
 ``PUBSUB_NATS_USER``/``PUBSUB_NATS_PASSWORD`` (or ``user:password@`` in the URL), a
 token from ``PUBSUB_NATS_TOKEN``. ``display`` is the URL without any of them.
@@ -35,7 +39,7 @@ from core.errors import StoreUnavailableError
 
 from .naming import NAMESPACE_PATTERN
 
-__all__ = ["Credentials", "NatsStoreURL", "parse_url", "redact"]
+__all__ = ["CONSUMER_OPTIONS", "Credentials", "NatsStoreURL", "parse_url", "redact"]
 
 CREDS_ENV = "PUBSUB_NATS_CREDS"
 USER_ENV = "PUBSUB_NATS_USER"
@@ -51,6 +55,15 @@ _OPTIONS = (
     "retry_horizon",
     "timeout",
     "update",
+)
+# Read by plugins.nats.consumer from the store's url: kept, never interpreted here.
+CONSUMER_OPTIONS = (
+    "ack_wait",
+    "max_ack_pending",
+    "max_deliver",
+    "max_in_flight",
+    "ordered",
+    "update_consumer",
 )
 _DAY = 86_400.0
 
@@ -90,6 +103,7 @@ class NatsStoreURL:
     update: bool = False
     create: bool = True
     credentials: Credentials = field(default_factory=Credentials)
+    consumer_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def display(self) -> str:
@@ -104,6 +118,7 @@ class NatsStoreURL:
                 options.append(f"{name}={_number(value)}")
         if self.update:
             options.append("update=1")
+        options.extend(f"{name}={value}" for name, value in self.consumer_options)
         return f"nats://{hosts}?{'&'.join(options)}"
 
 
@@ -162,10 +177,12 @@ def parse_url(url: str, environ: Mapping[str, str] | None = None) -> NatsStoreUR
             hostport += ":4222"
         servers.append(f"nats://{hostport}")
     options = dict(parse_qsl(query, keep_blank_values=True))
-    unknown = sorted(set(options) - set(_OPTIONS))
+    unknown = sorted(set(options) - set(_OPTIONS) - set(CONSUMER_OPTIONS))
     if unknown:
         raise StoreUnavailableError(
-            shown, f"unknown option {unknown[0]!r}; known options: {', '.join(_OPTIONS)}"
+            shown,
+            f"unknown option {unknown[0]!r}; known options: "
+            f"{', '.join(sorted(_OPTIONS + CONSUMER_OPTIONS))}",
         )
     namespace = options.get("ns")
     if namespace is None:
@@ -199,6 +216,11 @@ def parse_url(url: str, environ: Mapping[str, str] | None = None) -> NatsStoreUR
         update=update == "1",
         create=mode == "rwc",
         credentials=_credentials(env, user, password),
+        consumer_options=tuple(
+            (name, value)
+            for name, value in parse_qsl(query, keep_blank_values=True)
+            if name in CONSUMER_OPTIONS
+        ),
     )
 
 

@@ -128,6 +128,12 @@ class TestURL:
         assert (parsed.namespace, parsed.dup_window, parsed.replicas) == ("shop", 3600.0, 3)
         assert parsed.display == "nats://a:4222,b:4333?ns=shop&dup_window=3600&replicas=3"
 
+    def test_consumer_options_pass_through(self) -> None:
+        """The consumer's options are not the store's to check: they stay in the URL
+        the store shows, for plugins.nats.consumer to read."""
+        parsed = parse_url("nats://h?ns=a&ack_wait=30&max_deliver=5&ordered=1", {})
+        assert parsed.display == "nats://h:4222?ns=a&ack_wait=30&max_deliver=5&ordered=1"
+
     def test_credentials_never_shown(self) -> None:
         """user:password in the URL, or a token from the environment, are used but never
         appear in the display URL, the repr, or an error about the URL."""
