@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -69,10 +69,14 @@ async def scan(
     last_per_subject: bool = False,
     end_seq: int | None = None,
     batch_size: int = 1000,
+    subjects: Sequence[str] | None = None,
 ) -> AsyncGenerator[RawRecord, None]:
     """The messages of ``stream`` on ``subject`` (wildcards allowed) from ``start_seq``
     (or the first at or after ``start_time``; or the last of each subject), in sequence
-    order, up to ``end_seq``."""
+    order, up to ``end_seq``. ``subjects`` (several filters, ``filter_subjects``) is for
+    2.10+ servers only, where it replaces ``subject``: a 2.9 server would ignore it and
+    deliver everything, so callers pass it only to a newer server and filter what they
+    get themselves all the same."""
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
     if last_per_subject:
@@ -88,7 +92,8 @@ async def scan(
         opt_start_seq=start_seq if policy is DeliverPolicy.BY_START_SEQUENCE else None,
         opt_start_time=start_time,
         ack_policy=AckPolicy.NONE,
-        filter_subject=subject,
+        filter_subject=None if subjects else subject,
+        filter_subjects=list(subjects) if subjects else None,
         inactive_threshold=max(30.0, 6 * timeout),
         mem_storage=True,
         num_replicas=1,

@@ -362,10 +362,15 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
         start = max(from_seq, int(state.first_seq), 1)
         if start > end:
             return
+        several: list[str] | None = None
         if wanted is not None and len(wanted) == 1:
             subject = naming.events_subject(self.namespace, next(iter(wanted)))
         else:
             subject = naming.events_subjects(self.namespace)
+            if wanted is not None and self.server_version >= (2, 10, 0):
+                # Several filters on one consumer: 2.10+ (2.9 ignores the field, so it
+                # is never sent there; the records are filtered here in any case).
+                several = sorted(naming.events_subject(self.namespace, t) for t in wanted)
         emitted = 0
         records = scan(
             self.jetstream,
@@ -377,6 +382,7 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
             start_time=since if since is not None and from_seq <= 1 else None,
             end_seq=end,
             batch_size=batch_size,
+            subjects=several,
         )
         # Closed at once when the read ends early (limit, until): its consumer goes too.
         async with contextlib.aclosing(records):
