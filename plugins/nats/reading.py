@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from core.errors import StoreUnavailableError
 
 from .connection import bounded
 
@@ -55,6 +58,44 @@ def _nanos(msg: Msg) -> int:
     # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending> (9 tokens) or
     # $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>...
     return int(tokens[7] if len(tokens) == 9 else tokens[9])
+
+
+async def _fetch(sub: Any, n: int, stream: str, location: str, timeout: float) -> list[Msg]:
+    """Up to ``n`` of the messages the consumer counts as pending; an empty list when a
+    pull brought nothing and the consumer, asked again, counts none (a count carried by
+    a message can run ahead of what is left). A pull that brings nothing while some are
+    still pending is asked again (short pulls); ``timeout`` seconds without a message is
+    an error."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise StoreUnavailableError(
+                location,
+                f"reading stream {stream}: no message from the NATS server within "
+                f"{timeout:g} s although it counts some as pending",
+            )
+        try:
+            msgs: list[Msg] = await bounded(
+                sub.fetch(n, timeout=min(1.0, left)),
+                location=location,
+                what=f"reading stream {stream}",
+                timeout=min(1.0, left) + 1,
+            )
+        except StoreUnavailableError as exc:
+            if "no answer" not in exc.problem:
+                raise
+            msgs = []
+        if msgs:
+            return msgs
+        info = await bounded(
+            sub.consumer_info(),
+            location=location,
+            what=f"reading stream {stream}",
+            timeout=max(0.5, deadline - time.monotonic()),
+        )
+        if not int(info.num_pending or 0):
+            return []
 
 
 async def scan(
@@ -114,12 +155,9 @@ async def scan(
     try:
         pending = int(info.num_pending or 0)
         while pending > 0:
-            msgs = await bounded(
-                sub.fetch(min(batch_size, pending), timeout=timeout),
-                location=location,
-                what=f"reading stream {stream}",
-                timeout=timeout + 1,
-            )
+            msgs = await _fetch(sub, min(batch_size, pending), stream, location, timeout)
+            if not msgs:
+                return
             for msg in msgs:
                 meta = msg.metadata
                 seq = int(meta.sequence.stream)
@@ -133,6 +171,8 @@ async def scan(
                     headers=dict(msg.headers or {}),
                     appended_at=from_nanos(_nanos(msg)),
                 )
+                if end_seq is not None and seq >= end_seq:
+                    return  # the end the reader asked for: no pull for what lies past it
     finally:
         # The server also drops the consumer after its inactivity threshold: a reader
         # that cannot delete it (server gone, task cancelled) leaves nothing for long.
