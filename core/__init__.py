@@ -8,6 +8,7 @@ from .bus import EventBus as EventBus
 from .clock import Clock as Clock
 from .clock import RandomSource as RandomSource
 from .clock import SystemClock as SystemClock
+from .clock import ThreadAwareClock as ThreadAwareClock
 from .consumer import Consumer as Consumer
 from .dispatch import Middleware as Middleware
 from .entrypoints import open_store as open_store
@@ -144,6 +145,7 @@ __all__ = [
     "SubscriptionError",
     "SyncPublishInLoopError",
     "SystemClock",
+    "ThreadAwareClock",
     "UnknownEventTypeError",
     "UnknownStoreSchemeError",
     "Upcaster",

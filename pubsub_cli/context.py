@@ -30,6 +30,7 @@ from core.entrypoints import open_store as _open_store
 from core.errors import StoreUnavailableError
 from core.store import EventStore
 
+from .logs import LogFormat, LogLevel, configured
 from .output import Output
 from .settings import Settings, resolve_settings
 from .targets import LoadedTargets, load_targets
@@ -160,6 +161,8 @@ class CLIState:
     store_from_env: bool = False
     config: Path | None = None  # --config FILE, read instead of the nearest pyproject.toml
     no_color: bool = False
+    log_level: LogLevel | None = None  # --log-level (None: warning, error with -q)
+    log_format: LogFormat = LogFormat.TEXT  # --log-format
     output: Output = field(default_factory=Output)
 
     def set_output_flags(
@@ -390,6 +393,13 @@ def shared_options(
             flags = {n: options.pop(n) for n in _OUTPUT}
             if any(flags.values()):
                 state(ctx).set_output_flags(**flags)
+            root = state(ctx)
+            with configured(
+                root.log_level, root.log_format, verbose=root.verbose > 0, quiet=root.quiet
+            ):
+                return _invoke(ctx, options)
+
+        def _invoke(ctx: typer.Context, options: dict[str, Any]) -> T:
             shared = {n: options.pop(n) for n in names}
             json_mode = bool(shared.pop("json", False))
             run: Callable[..., T] = fn
