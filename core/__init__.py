@@ -77,8 +77,12 @@ from .store import DeadLetterStatus as DeadLetterStatus
 from .store import EventStore as EventStore
 from .store import GroupInfo as GroupInfo
 from .store import Lease as Lease
+from .store import SelfCheckingStore as SelfCheckingStore
 from .store import Snapshot as Snapshot
+from .store import StoreCapability as StoreCapability
+from .store import StoreCheck as StoreCheck
 from .store import StoredEvent as StoredEvent
+from .store import store_capabilities as store_capabilities
 
 __all__ = [
     "AppendResult",
@@ -142,7 +146,10 @@ __all__ = [
     "RetryPolicy",
     "Router",
     "SchemaVersionError",
+    "SelfCheckingStore",
     "Snapshot",
+    "StoreCapability",
+    "StoreCheck",
     "StoreError",
     "StoreUnavailableError",
     "StoredEvent",
@@ -157,4 +164,5 @@ __all__ = [
     "current_dispatch",
     "default_registry",
     "open_store",
+    "store_capabilities",
 ]

@@ -55,6 +55,7 @@ __all__ = [
     "VerboseOption",
     "open_store",
     "shared_options",
+    "shown_url",
     "state",
 ]
 
@@ -71,6 +72,17 @@ _DB_HELP = (
 _STORE_HELP = "Store URL of any registered store (sqlite:///path.db, memory://); from the same source, wins over --db"
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def shown_url(url: str) -> str:
+    """A store URL as it may be printed: any ``user:password@`` of its hosts removed
+    (a broker's credentials never reach output, errors or ``--json``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    hosts, q, query = rest.partition("?")
+    hosts = ",".join(h.rpartition("@")[2] for h in hosts.split(","))
+    return f"{scheme}://{hosts}{q}{query}"
 
 
 def _store_url(value: str | None) -> str | None:
@@ -199,11 +211,17 @@ def state(ctx: typer.Context) -> CLIState:
 
 
 def _existing_store_url(url: str) -> str:
-    """The URL that opens an existing store only. For SQLite: a missing file is refused
+    """The URL that opens an existing store only (for JetStream: ``mode=rw``, an
+    existing namespace). For SQLite: a missing file is refused
     here, with what to pass instead, and ``mode=rw`` (unless the URL gives a mode) makes
     the store refuse an empty or 0-byte file untouched and open a store this user cannot
     write read-only: commands that do not create a store never create or initialize
     one, and read on read-only files, directories and mounts."""
+    if url.startswith("nats://"):  # an existing namespace only (plugins.nats.url)
+        query = url.partition("?")[2]
+        if any(option.split("=", 1)[0] == "mode" for option in query.split("&")):
+            return url
+        return f"{url}{'&' if query else '?'}mode=rw"
     if not url.startswith("sqlite://"):
         return url
     rest, _, query = url.removeprefix("sqlite://").partition("?")
@@ -230,7 +248,7 @@ async def open_store(settings: Settings, *, create: bool = False) -> AsyncIterat
     except StoreUnavailableError as exc:
         if exc.location != url or url == settings.store_url:
             raise
-        raise StoreUnavailableError(settings.store_url, exc.problem) from None  # as given
+        raise StoreUnavailableError(shown_url(settings.store_url), exc.problem) from None
     try:
         yield store
     finally:

@@ -9,7 +9,10 @@ Shared by the JetStream store (``plugins.nats.store``) and the JetStream consume
   facts that SQLite keeps in columns are headers (``Pubsub-*``), the event id is
   ``Nats-Msg-Id`` (the server's publish dedup), and a caller's own headers travel as
   ``Pubsub-H-<name>``;
-- a consumer group is one durable consumer named by ``group_token``.
+- a consumer group is one durable consumer named by ``group_token``;
+- projection snapshots are messages of ``PUBSUB_<ns>_SNAPSHOTS`` on
+  ``pubsub.<ns>.snapshots.<name token>`` (the sequence is the snapshot's id), and dead
+  letters live in the key-value bucket ``PUBSUB_<ns>_DLQ`` (``plugins.nats.dlq``).
 
 Type names may hold dots and any other character, while a subject token or a consumer
 name may not: ``token`` encodes a name injectively and deterministically into
@@ -23,10 +26,11 @@ import re
 import zlib
 from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 from uuid import UUID
 
 from core.errors import ChecksumMismatchError
-from core.store import StoredEvent
+from core.store import NO_HEADERS, StoredEvent
 
 __all__ = [
     "HEADER_CAUSATION",
@@ -43,6 +47,9 @@ __all__ = [
     "events_subject",
     "events_subjects",
     "group_token",
+    "snapshots_stream",
+    "snapshots_subject",
+    "snapshots_subjects",
     "stored_event",
     "token",
     "untoken",
@@ -105,6 +112,19 @@ def events_subject(namespace: str, type_name: str) -> str:
     return f"pubsub.{namespace}.events.{token(type_name)}"
 
 
+def snapshots_stream(namespace: str) -> str:
+    """The stream of projection snapshots (a snapshot's id is its stream sequence)."""
+    return f"PUBSUB_{namespace}_SNAPSHOTS"
+
+
+def snapshots_subjects(namespace: str) -> str:
+    return f"pubsub.{namespace}.snapshots.>"
+
+
+def snapshots_subject(namespace: str, name: str) -> str:
+    return f"pubsub.{namespace}.snapshots.{token(name)}"
+
+
 def group_token(group: str) -> str:
     """The durable consumer's name for a consumer group."""
     return token(group)
@@ -138,17 +158,20 @@ def event_headers(
     return headers
 
 
-def user_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The caller's own headers among a message's headers."""
+def user_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """The caller's own headers among a message's headers (read-only; ``NO_HEADERS``
+    when there are none)."""
     n = len(HEADER_PREFIX)
-    return {k[n:]: v for k, v in headers.items() if k.startswith(HEADER_PREFIX)}
+    own = {k[n:]: v for k, v in headers.items() if k.startswith(HEADER_PREFIX)}
+    return MappingProxyType(own) if own else NO_HEADERS
 
 
 def stored_event(
     seq: int, payload: bytes, headers: Mapping[str, str], appended_at: datetime
 ) -> StoredEvent:
     """The record a message holds; ``ChecksumMismatchError`` when its payload does not
-    match the checksum it was published with. ``appended_at`` is the server's time."""
+    match the checksum it was published with. ``appended_at`` is the server's time; the
+    record's ``headers`` are the caller's own (``Pubsub-H-*``), as they were appended."""
     type_name = headers.get(HEADER_TYPE, "?")
     if zlib.crc32(payload) != int(headers.get(HEADER_CHECKSUM, "-1")):
         raise ChecksumMismatchError(seq, type_name)
@@ -164,4 +187,5 @@ def stored_event(
         payload=payload,
         correlation_id=UUID(correlation) if correlation else None,
         causation_id=UUID(causation) if causation else None,
+        headers=user_headers(headers),
     )

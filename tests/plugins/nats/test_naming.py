@@ -70,6 +70,7 @@ def test_headers_and_record_round_trip() -> None:
     assert record.causation_id == parent.id
     assert record.correlation_id == parent.id
     assert record.decode() == event
+    assert record.headers == {"traceparent": "00-abc-def-01"}
 
 
 def test_a_flipped_payload_is_a_checksum_error_naming_its_seq() -> None:
