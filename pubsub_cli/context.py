@@ -306,19 +306,42 @@ class Invocation:
         return asyncio.run(go())
 
     def with_bus(
-        self, loaded: LoadedTargets, work: Callable[[EventBus, EventStore], Awaitable[T]]
+        self,
+        loaded: LoadedTargets,
+        work: Callable[[EventBus, EventStore], Awaitable[T]],
+        *,
+        tracing: bool = False,
     ) -> T:
         """Run ``work`` with a bus that carries the loaded handlers but does not consume
-        (replay, re-drive, snapshots): it takes no lease and moves no checkpoint."""
+        (replay, re-drive, snapshots): it takes no lease and moves no checkpoint. With
+        ``tracing`` the bus is traced with OpenTelemetry (PluginLoadError, before the
+        store is opened, without the otel extra)."""
+        tracer = None
+        if tracing:
+            from plugins.otel import instrumentation
+
+            tracer = instrumentation()
 
         async def on_store(store: EventStore) -> T:
             bus = build_bus(loaded, store, group=self.settings.group, consume=False)
+            if tracer is not None:
+                bus.instrument(tracer)
             async with bus:
                 return await work(bus, store)
 
         return self.with_store(on_store)
 
 
+TracingOption = Annotated[
+    bool,
+    typer.Option(
+        "--tracing",
+        envvar="PUBSUB_TRACING",
+        show_envvar=True,
+        help="Trace with OpenTelemetry: each dispatch a new trace linked to the event's "
+        "stored one (extra otel; the SDK and exporter are configured by your handlers module)",
+    ),
+]
 VerboseOption = Annotated[
     int,
     typer.Option(

@@ -10,7 +10,14 @@ import typer
 
 from core.bus import EventBus
 from core.store import DeadLetterStatus, EventStore
-from pubsub_cli.context import ID_MAX, Invocation, PluginOption, shared_options, shown_url
+from pubsub_cli.context import (
+    ID_MAX,
+    Invocation,
+    PluginOption,
+    TracingOption,
+    shared_options,
+    shown_url,
+)
 from pubsub_cli.interrupts import Interrupted, cancel_on_signal, interrupted_by
 from pubsub_cli.output import number
 from pubsub_cli.records import DEAD_LETTER_COLUMNS, dead_letter_dict, dead_letter_row
@@ -98,6 +105,7 @@ def retry(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when a re-drive fails again")
     ] = False,
+    tracing: TracingOption = False,
 ) -> None:
     """Re-drive dead letters to their handler; the store records how each was resolved."""
     out = inv.out
@@ -129,7 +137,9 @@ def retry(
 
     try:
         with interrupted_by():
-            inv.with_bus(loaded, lambda bus, s: cancel_on_signal(redrive_each(bus, s)))
+            inv.with_bus(
+                loaded, lambda bus, s: cancel_on_signal(redrive_each(bus, s)), tracing=tracing
+            )
     except Interrupted as stop:
         # The entry being re-driven when the signal came stays as it was (open, unless
         # its handler's success was already recorded): the store resolves by

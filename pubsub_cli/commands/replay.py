@@ -20,6 +20,7 @@ from pubsub_cli.context import (
     Invocation,
     PluginOption,
     SinceOption,
+    TracingOption,
     UntilOption,
     shared_options,
 )
@@ -159,6 +160,7 @@ def replay(
     ] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a handler failed")] = False,
     plugin: PluginOption = None,
+    tracing: TracingOption = False,
 ) -> None:
     """Re-dispatch a range of stored events to the handlers, in sequence order."""
     out = inv.out
@@ -213,7 +215,7 @@ def replay(
 
     try:
         with interrupted_by():
-            plan, report = inv.with_bus(loaded, go)
+            plan, report = inv.with_bus(loaded, go, tracing=tracing)
     except Interrupted as stop:
         of = f" of {number(total)}" if total is not None else ""
         where = f" (seq {first_seq}..{last_seq})" if first_seq is not None else ""

@@ -95,6 +95,43 @@ class TestTwoProcesses:
         assert invoice["parent_id"] == by_handler["invoice"]["span_id"]
         assert {s["trace_id"] for s in worker} == {publish["trace_id"]}
 
+    def test_replay_with_tracing_links_to_the_publishers_span(self, tmp_path: Path) -> None:
+        """``pubsub replay --tracing`` in a third process: each handler's span starts a
+        new trace (it is not the original delivery) and links to the publish span."""
+        db = tmp_path / "events.db"
+        published = pubsub(
+            "publish",
+            TYPE,
+            "--data",
+            '{"order_id": "o-7"}',
+            "--app",
+            str(APP),
+            "--tracing",
+            "--db",
+            str(db),
+            cwd=tmp_path,
+            env={"TRACED_SPANS": str(tmp_path / "producer.json")},
+        )
+        assert published.returncode == 0, published.stderr
+        replayed = pubsub(
+            "replay",
+            str(APP),
+            "--from-seq",
+            "1",
+            "--tracing",
+            "--db",
+            str(db),
+            cwd=tmp_path,
+            env={"TRACED_SPANS": str(tmp_path / "replay.json")},
+        )
+        assert replayed.returncode == 0, replayed.stderr
+        (publish,) = spans_of(tmp_path / "producer.json")
+        consumers = named(spans_of(tmp_path / "replay.json"), f"process {TYPE}")
+        assert sorted(s["attributes"]["pubsub.handler"] for s in consumers) == ["invoice", "ship"]
+        for process in consumers:
+            assert process["trace_id"] != publish["trace_id"]
+            assert publish["span_id"] in process["links"]
+
     def test_a_file_of_events_gets_a_producer_span_each(self, tmp_path: Path) -> None:
         """``publish --file --tracing``: one publish span per event, siblings, each
         event's stored traceparent naming its own span; the worker follows each."""
