@@ -9,6 +9,8 @@ from .clock import Clock as Clock
 from .clock import RandomSource as RandomSource
 from .clock import SystemClock as SystemClock
 from .consumer import Consumer as Consumer
+from .consumer import ConsumerOptions as ConsumerOptions
+from .consumer import OwnsDelivery as OwnsDelivery
 from .dispatch import Middleware as Middleware
 from .entrypoints import open_store as open_store
 from .errors import BreakerOpenError as BreakerOpenError
@@ -84,6 +86,7 @@ __all__ = [
     "CircuitBreaker",
     "Clock",
     "Consumer",
+    "ConsumerOptions",
     "DeadLetter",
     "DeadLetterNotFoundError",
     "DeadLetterQueue",
@@ -116,6 +119,7 @@ __all__ = [
     "Middleware",
     "NotAStoreError",
     "OutcomeStatus",
+    "OwnsDelivery",
     "PluginLoadError",
     "Projection",
     "PubSubError",
