@@ -42,11 +42,15 @@ __all__ = [
     "EventStore",
     "GroupInfo",
     "Lease",
+    "SelfCheckingStore",
     "Snapshot",
+    "StoreCapability",
+    "StoreCheck",
     "StoredEvent",
     "at_least",
     "check_read_args",
     "int64",
+    "store_capabilities",
 ]
 
 
@@ -331,3 +335,57 @@ class EventStore(DeadLetterQueue, Protocol):
     async def load_snapshot(self, snapshot_id: int) -> Snapshot | None: ...
 
     async def aclose(self) -> None: ...
+
+
+# -- what a store declares about itself (optional; additive to the protocol) ----------
+
+
+class StoreCapability(enum.StrEnum):
+    """A promise of the protocol that not every store can keep. A store lists the ones it
+    keeps in a ``capabilities`` attribute (a frozenset); one that declares nothing keeps
+    them all (memory, SQLite). Tests and commands gate on these, never on a backend's
+    name."""
+
+    DEDUP_FOREVER = "dedup_forever"  # an id is a duplicate forever (else: within a window)
+    ATOMIC_PROGRESS = "atomic_progress"  # checkpoint + dead letters in one write
+    LEASES = "leases"  # groups on store checkpoints and leases (one worker per group)
+    ID_INDEX = "id_index"  # get_by_id is an index lookup (else: a scan of the log)
+    SERVER_TTL = "server_ttl"  # the server expires records by a TTL
+
+
+# What a store that declares nothing is taken to keep: the whole protocol of this module.
+FULL_CONTRACT = frozenset(
+    {
+        StoreCapability.DEDUP_FOREVER,
+        StoreCapability.ATOMIC_PROGRESS,
+        StoreCapability.LEASES,
+        StoreCapability.ID_INDEX,
+    }
+)
+
+
+def store_capabilities(store: object) -> frozenset[StoreCapability]:
+    """The capabilities ``store`` declares (``FULL_CONTRACT`` when it declares none)."""
+    declared = getattr(store, "capabilities", None)
+    if declared is None:
+        return FULL_CONTRACT
+    return frozenset(StoreCapability(c) for c in declared)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCheck:
+    """One result of a store's own checks (``pubsub check`` shows each as a row).
+    ``warning`` marks a finding that does not make the store unhealthy."""
+
+    name: str
+    ok: bool
+    detail: str
+    warning: bool = False
+
+
+@runtime_checkable
+class SelfCheckingStore(Protocol):
+    """A store that can check itself beyond what the protocol reads (its engine's
+    version, the configuration its server really applied, its durability)."""
+
+    async def self_checks(self) -> list[StoreCheck]: ...

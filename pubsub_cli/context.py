@@ -54,6 +54,7 @@ __all__ = [
     "VerboseOption",
     "open_store",
     "shared_options",
+    "shown_url",
     "state",
 ]
 
@@ -70,6 +71,17 @@ _DB_HELP = (
 _STORE_HELP = "Store URL of any registered store (sqlite:///path.db, memory://); from the same source, wins over --db"
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def shown_url(url: str) -> str:
+    """A store URL as it may be printed: any ``user:password@`` of its hosts removed
+    (a broker's credentials never reach output, errors or ``--json``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    hosts, q, query = rest.partition("?")
+    hosts = ",".join(h.rpartition("@")[2] for h in hosts.split(","))
+    return f"{scheme}://{hosts}{q}{query}"
 
 
 def _store_url(value: str | None) -> str | None:
@@ -227,7 +239,7 @@ async def open_store(settings: Settings, *, create: bool = False) -> AsyncIterat
     except StoreUnavailableError as exc:
         if exc.location != url or url == settings.store_url:
             raise
-        raise StoreUnavailableError(settings.store_url, exc.problem) from None  # as given
+        raise StoreUnavailableError(shown_url(settings.store_url), exc.problem) from None
     try:
         yield store
     finally:

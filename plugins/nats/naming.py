@@ -9,7 +9,10 @@ Shared by the JetStream store (``plugins.nats.store``) and the JetStream consume
   facts that SQLite keeps in columns are headers (``Pubsub-*``), the event id is
   ``Nats-Msg-Id`` (the server's publish dedup), and a caller's own headers travel as
   ``Pubsub-H-<name>``;
-- a consumer group is one durable consumer named by ``group_token``.
+- a consumer group is one durable consumer named by ``group_token``;
+- projection snapshots are messages of ``PUBSUB_<ns>_SNAPSHOTS`` on
+  ``pubsub.<ns>.snapshots.<name token>`` (the sequence is the snapshot's id), and dead
+  letters live in the key-value bucket ``PUBSUB_<ns>_DLQ`` (``plugins.nats.dlq``).
 
 Type names may hold dots and any other character, while a subject token or a consumer
 name may not: ``token`` encodes a name injectively and deterministically into
@@ -43,6 +46,9 @@ __all__ = [
     "events_subject",
     "events_subjects",
     "group_token",
+    "snapshots_stream",
+    "snapshots_subject",
+    "snapshots_subjects",
     "stored_event",
     "token",
     "untoken",
@@ -103,6 +109,19 @@ def events_subjects(namespace: str) -> str:
 
 def events_subject(namespace: str, type_name: str) -> str:
     return f"pubsub.{namespace}.events.{token(type_name)}"
+
+
+def snapshots_stream(namespace: str) -> str:
+    """The stream of projection snapshots (a snapshot's id is its stream sequence)."""
+    return f"PUBSUB_{namespace}_SNAPSHOTS"
+
+
+def snapshots_subjects(namespace: str) -> str:
+    return f"pubsub.{namespace}.snapshots.>"
+
+
+def snapshots_subject(namespace: str, name: str) -> str:
+    return f"pubsub.{namespace}.snapshots.{token(name)}"
 
 
 def group_token(group: str) -> str:

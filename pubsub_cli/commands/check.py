@@ -1,6 +1,8 @@
 """Check: ``pubsub check`` — the store's health for people and for a Docker
 HEALTHCHECK: it opens, every payload matches its checksum, its schema is known, which
-SQLite runs it, and who holds each group's lease; with thresholds (``--max-lag``,
+SQLite runs it, and who holds each group's lease; a store that checks itself
+(``SelfCheckingStore``: JetStream's server version, applied stream configuration,
+durability and duplicate window) adds its rows, a warning among them not unhealthy; with thresholds (``--max-lag``,
 ``--require-worker``) also whether a group keeps up. Exit 0 healthy, 1 not, with one
 line naming what failed."""
 
@@ -13,8 +15,8 @@ from typing import Annotated, Any
 import typer
 
 from core.errors import ChecksumMismatchError, PubSubError
-from core.store import EventStore, GroupInfo
-from pubsub_cli.context import Invocation, shared_options
+from core.store import EventStore, GroupInfo, SelfCheckingStore
+from pubsub_cli.context import Invocation, shared_options, shown_url
 
 
 async def _verify(store: EventStore) -> tuple[int, list[int]]:
@@ -97,6 +99,12 @@ async def _store_checks(store: EventStore, deep: bool) -> list[dict[str, Any]]:
             checks.append(
                 {"name": "integrity", "ok": False, "detail": _without_self_advice(str(exc))}
             )
+    if isinstance(store, SelfCheckingStore):  # the store's own checks (engine, config)
+        for c in await store.self_checks():
+            row: dict[str, Any] = {"name": c.name, "ok": c.ok, "detail": c.detail}
+            if c.warning:
+                row["warning"] = True
+            checks.append(row)
     last = await store.last_seq()
     if deep:
         read, corrupt = await _verify(store)
@@ -121,6 +129,12 @@ async def _store_checks(store: EventStore, deep: bool) -> list[dict[str, Any]]:
     if store.url.startswith("sqlite"):
         checks.append({"name": "sqlite", "ok": True, "detail": f"SQLite {sqlite3.sqlite_version}"})
     return checks
+
+
+def _result(check: dict[str, Any]) -> str:
+    if not check["ok"]:
+        return "FAILED"
+    return "warning" if check.get("warning") else "ok"
 
 
 @shared_options()
@@ -177,12 +191,12 @@ def check(
         checks = [{"name": "open", "ok": False, "detail": _without_self_advice(str(exc))}]
     healthy = all(c["ok"] for c in checks)
     if inv.json:
-        out.json({"ok": healthy, "store": settings.store_url, "checks": checks})
+        out.json({"ok": healthy, "store": shown_url(settings.store_url), "checks": checks})
     else:
         out.table(
             ("check", "result", "detail"),
-            [(c["name"], "ok" if c["ok"] else "FAILED", c["detail"]) for c in checks],
-            title=f"pubsub check {settings.store_url}",
+            [(c["name"], _result(c), c["detail"]) for c in checks],
+            title=f"pubsub check {shown_url(settings.store_url)}",
         )
     if not healthy:
         failed = "; ".join(f"{c['name']}: {c['detail']}" for c in checks if not c["ok"])

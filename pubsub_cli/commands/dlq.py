@@ -10,7 +10,7 @@ import typer
 
 from core.bus import EventBus
 from core.store import DeadLetterStatus, EventStore
-from pubsub_cli.context import ID_MAX, Invocation, PluginOption, shared_options
+from pubsub_cli.context import ID_MAX, Invocation, PluginOption, shared_options, shown_url
 from pubsub_cli.interrupts import Interrupted, cancel_on_signal, interrupted_by
 from pubsub_cli.output import number
 from pubsub_cli.records import DEAD_LETTER_COLUMNS, dead_letter_dict, dead_letter_row
@@ -237,7 +237,7 @@ def purge(
                 "purge deletes dead letters: confirm with --yes when not on a terminal",
                 param_hint="'--yes'",
             )
-        if not out.confirm(f"delete {which} dead letters in {settings.store_url}?"):
+        if not out.confirm(f"delete {which} dead letters in {shown_url(settings.store_url)}?"):
             out.note("nothing deleted")
             raise typer.Exit(1)
 

@@ -21,6 +21,7 @@ from pubsub_cli.context import (
     UntilOption,
     open_store,
     shared_options,
+    shown_url,
 )
 from pubsub_cli.output import Output, TableStream
 from pubsub_cli.records import EVENT_COLUMNS, event_dict, event_row
@@ -138,7 +139,7 @@ def list_events(
             param_hint="'--to-seq'",
         )
     wanted = DEFAULT_LIMIT if limit is None else limit  # 0: all
-    url = inv.settings.store_url
+    url = shown_url(inv.settings.store_url)
 
     async def go(s: EventStore) -> tuple[_Listing, bool, int | None]:
         table = None
@@ -273,7 +274,9 @@ def tail(
             async with open_store(settings) as s:
                 last_seq = await s.last_seq()
                 start = max(0, last_seq - last)
-                out.ready(f"following {settings.store_url} after seq {last_seq} (Ctrl-C to stop)")
+                out.ready(
+                    f"following {shown_url(settings.store_url)} after seq {last_seq} (Ctrl-C to stop)"
+                )
                 await _follow(s, out, start=start, types=types or None, poll=poll, stop=stop)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -390,7 +393,7 @@ def show(
             record = await _by_short_id(s, key, ref)
         if record is None:
             raise StoreError(
-                f"no event {ref} in {inv.settings.store_url}: see 'pubsub events list'"
+                f"no event {ref} in {shown_url(inv.settings.store_url)}: see 'pubsub events list'"
             )
         causes: list[StoredEvent] = []
         cursor = record

@@ -29,7 +29,7 @@ import typer
 
 from core.events import Event
 from core.store import AppendResult, EventStore
-from pubsub_cli.context import Invocation, open_store, shared_options
+from pubsub_cli.context import Invocation, open_store, shared_options, shown_url
 from pubsub_cli.inputs import InputError, event_from_json, event_of_line, numbered_lines, open_jsonl
 from pubsub_cli.interrupts import (
     Interrupted,
@@ -347,7 +347,7 @@ def _report(
         )
         return
     out.note(
-        f"appended {number(done.appended)} event(s) to {inv.settings.store_url}"
+        f"appended {number(done.appended)} event(s) to {shown_url(inv.settings.store_url)}"
         + (
             f", {number(done.duplicates)} already stored (same id: not appended again)"
             if done.duplicates

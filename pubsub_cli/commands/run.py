@@ -20,7 +20,7 @@ import typer
 
 from core.bus import EventBus
 from core.errors import GroupLockedError, PubSubError, StoreUnavailableError
-from pubsub_cli.context import Invocation, open_store, shared_options
+from pubsub_cli.context import Invocation, open_store, shared_options, shown_url
 from pubsub_cli.inputs import InputError, parse_line
 from pubsub_cli.output import Output, number
 from pubsub_cli.targets import LoadedTargets
@@ -435,7 +435,7 @@ def run(
                                 asyncio.create_task(_status(bus, out, status_every, stop))
                             )
                         out.ready(
-                            f"following {settings.store_url} as {bus.holder} "
+                            f"following {shown_url(settings.store_url)} as {bus.holder} "
                             "(Ctrl-C or SIGTERM to stop)"
                         )
                         await bus.follow(stop, poll_interval=poll)

@@ -20,6 +20,7 @@ from core.store import (
     DeadLetterReason,
     DeadLetterStatus,
     EventStore,
+    StoreCapability,
     StoredEvent,
 )
 from plugins.sqlite import SQLiteEventStore
@@ -250,6 +251,7 @@ class TestCheckpoints:
         """A group never committed starts at 0."""
         assert await store.load_checkpoint("g") == 0
 
+    @pytest.mark.requires(StoreCapability.LEASES)
     async def test_checkpoint_moves_forward_only(self, store: EventStore) -> None:
         """commit_progress to a lower seq leaves the checkpoint where it was."""
         await store.commit_progress("g", 5)
@@ -258,6 +260,7 @@ class TestCheckpoints:
         await store.commit_progress("g", 7)
         assert await store.load_checkpoint("g") == 7
 
+    @pytest.mark.requires(StoreCapability.LEASES, StoreCapability.ATOMIC_PROGRESS)
     async def test_commit_progress_records_dead_letters(self, store: EventStore) -> None:
         """Dead letters given to commit_progress are stored with the checkpoint move."""
         await store.commit_progress("g", 2, [letter(1), letter(2)])
@@ -265,6 +268,7 @@ class TestCheckpoints:
         entries = await store.list_dead_letters()
         assert [e.message for e in entries] == ["boom 1", "boom 2"]
 
+    @pytest.mark.requires(StoreCapability.LEASES)
     async def test_groups_report_lag(self, store: EventStore) -> None:
         """groups lists each group with its checkpoint and lag behind the log."""
         await store.append([placed(i) for i in range(6)])
@@ -274,6 +278,7 @@ class TestCheckpoints:
         assert info == {"a": (4, 2, None), "b": (6, 0, None)}
 
 
+@pytest.mark.requires(StoreCapability.LEASES)
 class TestLeases:
     async def test_second_holder_is_refused_naming_the_first(self, store: EventStore) -> None:
         """While a lease is alive another holder gets GroupLockedError naming the holder."""
@@ -318,6 +323,7 @@ class TestLeases:
         assert info.holder is None
 
 
+@pytest.mark.requires(StoreCapability.LEASES, StoreCapability.ATOMIC_PROGRESS)
 class TestFencedCommit:
     """commit_progress with a lease moves the checkpoint only while that lease holds."""
 
