@@ -454,6 +454,10 @@ class JetStreamConsumer:
         self._advisories = self._sub = None
         with contextlib.suppress(Exception):  # the last acks and naks reach the server
             await _bounded(self._nc.flush(), self.settings.op_timeout)
+            info = await self._js.consumer_info(
+                self.stream, self.durable, timeout=self.settings.op_timeout
+            )
+            self._note_info(info)  # the checkpoint the worker reports when it stops
 
     # -- fetching --------------------------------------------------------------------
 
