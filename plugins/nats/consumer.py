@@ -370,6 +370,7 @@ class JetStreamConsumer:
         self._checkpoint = 0
         self._last_seq = 0
         self._closing = False
+        self._late: set[asyncio.Future[Any]] = set()  # follow's last fetch, its naks
 
     # -- what the bus reads ----------------------------------------------------------
 
@@ -443,6 +444,13 @@ class JetStreamConsumer:
         cancelled its deliveries first) is redelivered to the group's other workers."""
         self._closing = True
         self._room.set()
+        # A fetch left running by follow ends within its wait; what it brought is
+        # nak'ed before the subscription goes.
+        deadline = self.settings.fetch_wait + self.settings.op_timeout
+        while self._late:
+            done, _ = await asyncio.wait(set(self._late), timeout=deadline)
+            if not done:
+                break
         if self._progress_task is not None:
             self._progress_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -462,7 +470,10 @@ class JetStreamConsumer:
     # -- fetching --------------------------------------------------------------------
 
     async def _wait_room(self) -> int:
-        while len(self._in_flight) >= self.window and not self._closing:
+        """Wait until half the window is free (so that each fetch asks for a batch, not
+        for one message per round trip); the free room, 0 once closing."""
+        busiest = self.window - (self.window + 1) // 2
+        while len(self._in_flight) > busiest and not self._closing:
             self._room.clear()
             await self._room.wait()
         return 0 if self._closing else max(0, self.window - len(self._in_flight))
@@ -537,17 +548,19 @@ class JetStreamConsumer:
             room = max(1, self.window - len(self._in_flight))
             fetching = asyncio.ensure_future(self._fetch(room, wait))
             if not await _first(fetching, stop, cancel=False):
+                self._late.add(fetching)
                 fetching.add_done_callback(self._nak_late)
                 return
             self._start(fetching.result())
 
     def _nak_late(self, fetching: asyncio.Future[list[Msg]]) -> None:
+        self._late.discard(fetching)
         if fetching.cancelled() or fetching.exception() is not None:
             return
         for msg in fetching.result():
             task = asyncio.ensure_future(self._settle(msg, "nak"))
-            self._options.tasks.add(task)
-            task.add_done_callback(self._options.tasks.discard)
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
 
     async def dispatch_appended(self, seq: int, event: Event) -> list[HandlerOutcome[Any]]:
         """Nothing is dispatched inline: the group's workers fetch what was appended."""
@@ -672,16 +685,17 @@ class JetStreamConsumer:
         return True
 
     async def _settle(self, msg: Msg, how: str, *, delay: float = 0.0) -> None:
-        """``ack``, ``nak`` (with a delay) or ``term`` the message, within the op
-        timeout; a failure is reported (the server redelivers after the ack wait)."""
+        """``ack``, ``nak`` (with a delay) or ``term`` the message; a failure is reported
+        (the server redelivers after the ack wait)."""
+        # A publish on the connection: it is buffered for the client's flusher and never
+        # waits on the server (a dead connection raises at once).
         try:
             if how == "ack":
-                work = msg.ack()
+                await msg.ack()
             elif how == "term":
-                work = msg.term()
+                await msg.term()
             else:
-                work = msg.nak(delay=delay if delay > 0 else None)
-            await _bounded(work, self.settings.op_timeout)
+                await msg.nak(delay=delay if delay > 0 else None)
         except Exception as exc:
             self._dispatcher.report(f"{how} of a message of {self.durable!r}", exc)
 
