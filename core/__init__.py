@@ -8,6 +8,7 @@ from .bus import EventBus as EventBus
 from .clock import Clock as Clock
 from .clock import RandomSource as RandomSource
 from .clock import SystemClock as SystemClock
+from .clock import ThreadAwareClock as ThreadAwareClock
 from .consumer import Consumer as Consumer
 from .consumer import ConsumerOptions as ConsumerOptions
 from .consumer import OwnsDelivery as OwnsDelivery
@@ -72,8 +73,12 @@ from .store import DeadLetterStatus as DeadLetterStatus
 from .store import EventStore as EventStore
 from .store import GroupInfo as GroupInfo
 from .store import Lease as Lease
+from .store import SelfCheckingStore as SelfCheckingStore
 from .store import Snapshot as Snapshot
+from .store import StoreCapability as StoreCapability
+from .store import StoreCheck as StoreCheck
 from .store import StoredEvent as StoredEvent
+from .store import store_capabilities as store_capabilities
 
 __all__ = [
     "AppendResult",
@@ -133,7 +138,10 @@ __all__ = [
     "RetryPolicy",
     "Router",
     "SchemaVersionError",
+    "SelfCheckingStore",
     "Snapshot",
+    "StoreCapability",
+    "StoreCheck",
     "StoreError",
     "StoreUnavailableError",
     "StoredEvent",
@@ -141,10 +149,12 @@ __all__ = [
     "SubscriptionError",
     "SyncPublishInLoopError",
     "SystemClock",
+    "ThreadAwareClock",
     "UnknownEventTypeError",
     "UnknownStoreSchemeError",
     "Upcaster",
     "current_dispatch",
     "default_registry",
     "open_store",
+    "store_capabilities",
 ]

@@ -73,6 +73,10 @@ E = TypeVar("E", bound=Event)
 R = TypeVar("R")
 
 log = logging.getLogger("pubsub")
+# A library's loggers get no handler but this one (the logging HOWTO's advice): what
+# pubsub logs is shown where the application configured logging (the CLI does), and
+# never through logging's last-resort stderr handler of an unconfigured script.
+log.addHandler(logging.NullHandler())
 
 # The delivery context of the event inside the middleware chain, for the route at its
 # end (middleware sees only the event).
@@ -410,22 +414,28 @@ class EventBus:
             except Exception as exc:
                 if id(mw) not in self._failed_middleware:
                     self._failed_middleware.add(id(mw))
-                    self._internal_error(f"middleware {_describe(mw)}", exc)
+                    self._internal_error(f"middleware {_describe(mw)}", exc, event)
                 raise _MiddlewareFailed(exc) from exc
 
         return step
 
-    def _internal_error(self, where: str, exc: BaseException) -> None:
+    def _internal_error(self, where: str, exc: BaseException, event: Event | None = None) -> None:
         """Background or observer failure: counted, and one warning line in the log
-        (the exception rides along as the record's ``pubsub_error``; the traceback is
-        logged at debug level)."""
+        (the exception rides along as the record's ``pubsub_error``, with the group and
+        the event when known; the traceback is logged at debug level)."""
         self._counters.internal_errors.append((where, exc))
         log.warning(
             "pubsub: %s raised %s: %s",
             where,
             type(exc).__name__,
             exc,
-            extra={"pubsub_error": exc, "pubsub_where": where},
+            extra={
+                "pubsub_error": exc,
+                "pubsub_where": where,
+                "group": self.group,
+                "event_id": None if event is None else event.id,
+                "event_type": None if event is None else event.event_type,
+            },
         )
         log.debug("pubsub: %s traceback", where, exc_info=exc)
 
@@ -434,7 +444,9 @@ class EventBus:
             try:
                 hook(details)
             except Exception as exc:
-                self._internal_error(f"on_publish hook {_describe(hook)} (now removed)", exc)
+                self._internal_error(
+                    f"on_publish hook {_describe(hook)} (now removed)", exc, details.event
+                )
                 self._hooks.remove(hook)
                 self._update_plain()
 

@@ -12,9 +12,9 @@ import asyncio
 import random
 import time
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Clock", "RandomSource", "SystemClock", "system_clock"]
+__all__ = ["Clock", "RandomSource", "SystemClock", "ThreadAwareClock", "system_clock"]
 
 
 @runtime_checkable
@@ -28,6 +28,17 @@ class Clock(Protocol):
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
         """A scope that cancels the current task ``seconds`` from now on this clock and
         then raises TimeoutError, as ``asyncio.timeout`` does on the loop's clock."""
+        ...
+
+
+@runtime_checkable
+class ThreadAwareClock(Protocol):
+    """A clock that wants to know of work running on a thread (a sync handler in the
+    executor): a fake clock must not count the loop as idle, and jump to a deadline,
+    while such work is still running. The bus tells it of each such call."""
+
+    def track(self, work: asyncio.Future[Any]) -> None:
+        """``work`` runs on a thread until it is done."""
         ...
 
 

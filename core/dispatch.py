@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .clock import Clock, RandomSource
+from .clock import Clock, RandomSource, ThreadAwareClock
 from .errors import BreakerOpenError
 from .events import DispatchContext, Event, _dispatch
 from .metrics import EventTypeRecorder, HandlerRecorder, _Pair, _TypeCount
@@ -73,6 +73,7 @@ class Runner(Generic[E, R]):
         "rng",
         "semaphore",
         "subscription",
+        "tracks_threads",
     )
 
     def __init__(
@@ -95,6 +96,7 @@ class Runner(Generic[E, R]):
         self.policy = policy
         self.is_async = is_async_handler(subscription.handler)
         self.clock = clock
+        self.tracks_threads = isinstance(clock, ThreadAwareClock)
         self.rng = rng
         self.executor = executor
         self.breaker = breaker
@@ -134,7 +136,10 @@ class Runner(Generic[E, R]):
             return self.fn(*args)
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
-        return await loop.run_in_executor(self.executor(), ctx.run, self.fn, *args)
+        work = loop.run_in_executor(self.executor(), ctx.run, self.fn, *args)
+        if self.tracks_threads:
+            self.clock.track(work)  # type: ignore[attr-defined]
+        return await work
 
     def _context(self, event: E) -> HandlerContext[E]:
         current = _dispatch.get()
@@ -243,6 +248,21 @@ def _value(task: asyncio.Task[Any]) -> Any:
     return task.result()
 
 
+def _and_published(
+    record: Callable[[float], object], type_recorder: EventTypeRecorder
+) -> Callable[[float], None]:
+    """``record`` that also counts the publish in a type recorder other than the
+    built-in one (which adds the route's ``hits`` instead): the lean paths call one
+    recorder per handler, and this one for a single handler of the route."""
+    published = type_recorder.published
+
+    def both(duration: float) -> None:
+        record(duration)
+        published()
+
+    return both
+
+
 class Route:
     """The runners that match one concrete event type, with their recorders, and the
     one way to dispatch an event to them."""
@@ -282,8 +302,10 @@ class Route:
             fast: tuple[Callable[..., Any], Callable[[float], object], Any]
             if isinstance(rec, _Pair):  # the built-in recorder: one list append
                 fast = (runner.fn, rec.recent.append, rec.fold)
-            else:
+            elif isinstance(type_recorder, _TypeCount):
                 fast = (runner.fn, rec.succeeded, None)
+            else:  # another collector's type recorder is told of each publish
+                fast = (runner.fn, _and_published(rec.succeeded, type_recorder), None)
             if runner.is_async:
                 self.inline = fast
             else:
@@ -293,12 +315,16 @@ class Route:
         self.plain: tuple[tuple[Callable[..., Any], Callable[[float], object], Any], ...] | None
         self.plain = None
         if len(runners) > 1 and all(r.plain and r.is_async for r, _ in runners):
-            self.plain = tuple(
+            plain: list[tuple[Callable[..., Any], Callable[[float], object], Any]] = [
                 (r.fn, rec.recent.append, rec.fold)
                 if isinstance(rec, _Pair)
                 else (r.fn, rec.succeeded, None)
                 for r, rec in runners
-            )
+            ]
+            if not isinstance(type_recorder, _TypeCount):  # told once per publish
+                fn, record, fold = plain[0]
+                plain[0] = (fn, _and_published(record, type_recorder), fold)
+            self.plain = tuple(plain)
         # Inline publishes that succeeded: the bus's statistics add them, and so does
         # the built-in type counter (one increment counts for both).
         self.hits = 0

@@ -5,10 +5,16 @@ stored record no handler could be given because it does not decode (``for_undeco
 or fails its checksum (``for_corrupt``). The bus, the consumer, replay and re-drive all
 build their entries here, so every entry carries the same facts: seq, event id, handler,
 reason, error type, message, traceback, attempts, first and last failure time.
+
+Each entry built is also one record on the ``pubsub.dlq`` logger (with the event's id
+and type, the handler, the group and the seq as ``extra`` fields): a warning, except for
+replay's entries (its report counts them) and a failing middleware's (the bus warned
+once for the middleware itself), which are at info level.
 """
 
 from __future__ import annotations
 
+import logging
 import traceback
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +41,8 @@ DECODE_HANDLER = "<decode>"
 MIDDLEWARE_HANDLER = "<middleware>"
 """The handler name of an entry for an event whose middleware raised."""
 
+log = logging.getLogger("pubsub.dlq")
+
 
 def qualified_name(exc: BaseException) -> str:
     """``module.QualName`` of an exception's type, as entries record it."""
@@ -52,7 +60,7 @@ def for_failure(
         payload = event.to_dict()
     except Exception:  # an unencodable event still gets its dead letter
         payload = {"repr": repr(event)}
-    return DeadLetter(
+    letter = DeadLetter(
         event_id=event.id,
         event_type=event.event_type,
         handler=failure.handler,
@@ -67,6 +75,35 @@ def for_failure(
         seq=seq,
         group=group,
         source=source,
+    )
+    _log(letter)
+    return letter
+
+
+def _log(letter: DeadLetter) -> None:
+    """The entry's log record (see the module docstring)."""
+    quiet = letter.source == "replay" or letter.handler == MIDDLEWARE_HANDLER
+    level = logging.INFO if quiet else logging.WARNING
+    if not log.isEnabledFor(level):
+        return
+    where = letter.event_type if letter.seq is None else f"{letter.event_type} seq {letter.seq}"
+    log.log(
+        level,
+        "dead letter: %s gave up on %s (%s, %d attempt(s)): %s: %s",
+        letter.handler,
+        where,
+        letter.reason.value,
+        letter.attempts,
+        letter.error_type.removeprefix("builtins."),
+        letter.message,
+        extra={
+            "event_id": letter.event_id,
+            "event_type": letter.event_type,
+            "handler": letter.handler,
+            "group": letter.group,
+            "seq": letter.seq,
+            "source": letter.source,
+        },
     )
 
 
@@ -102,7 +139,7 @@ def _undeliverable(
     source: str,
 ) -> DeadLetter:
     now = datetime.now(UTC)
-    return DeadLetter(
+    letter = DeadLetter(
         event_id=event_id,
         event_type=event_type,
         handler=DECODE_HANDLER,
@@ -118,3 +155,5 @@ def _undeliverable(
         group=group,
         source=source,
     )
+    _log(letter)
+    return letter

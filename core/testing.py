@@ -7,7 +7,10 @@ reach its deadline, and ``timeout(d)`` cancels the task when the fake time passe
 jumps to the next deadline as soon as every task is waiting, as trio's ``MockClock``
 does: a test of a 30-second timeout or of five retries with backoff takes no real time
 and the delays are exact (``clock.sleeps``). With ``autojump=False`` time moves only by
-``advance()``.
+``advance()``. A sync handler running in the bus's executor keeps the clock from
+jumping until it returns (the bus tells the clock of it: ``track``), so its timeout is
+measured in fake time too; work on threads the bus does not run (a database's, say)
+needs ``autojump_threshold``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Iterable
 from types import TracebackType
+from typing import Any
 
 __all__ = ["FakeClock", "ScriptedRandom"]
 
@@ -40,6 +44,7 @@ class FakeClock:
         self._ids = itertools.count()
         self._jumper: asyncio.Task[None] | None = None
         self._changes = 0  # bumped whenever a timer is added or fires
+        self._threads = 0  # tracked work running on threads (no jump meanwhile)
 
     def monotonic(self) -> float:
         return self._now
@@ -100,6 +105,17 @@ class FakeClock:
     def timeout(self, seconds: float) -> _FakeTimeout:
         return _FakeTimeout(self, seconds)
 
+    def track(self, work: asyncio.Future[Any]) -> None:
+        """No jump while ``work`` (running on a thread) is not done."""
+        if work.done():
+            return
+        self._threads += 1
+        work.add_done_callback(self._thread_done)
+
+    def _thread_done(self, _work: asyncio.Future[Any]) -> None:
+        self._threads -= 1
+        self._changes += 1  # the loop is busy again with what the thread returned
+
     def _wake_jumper(self) -> None:
         if not self.autojump or (self._jumper is not None and not self._jumper.done()):
             return
@@ -120,6 +136,10 @@ class FakeClock:
                 await asyncio.sleep(self.autojump_threshold)
             if seen != self._changes:
                 continue  # something happened: not idle yet
+            if self._threads:
+                # Work on a thread is running: the loop waits for it, not for time.
+                await asyncio.sleep(0.001)
+                continue
             deadline = self.next_deadline
             if deadline is not None:
                 self.advance(max(0.0, deadline - self._now))

@@ -24,6 +24,7 @@ from core.errors import PubSubError
 from . import __version__
 from .commands import bench, check, dlq, events, plugins, publish, replay, run, snapshot, stats
 from .context import ID_MAX, CLIState, NoColorOption, RootDbOption, RootStoreOption, state
+from .logs import LogFormat, LogLevel
 from .settings import SettingsError
 from .usage import is_help_request, usage_lines
 
@@ -211,6 +212,29 @@ def root(
     ] = None,
     db: RootDbOption = None,
     store: RootStoreOption = None,
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option(
+            "--log-level",
+            envvar="PUBSUB_LOG_LEVEL",
+            show_envvar=True,
+            case_sensitive=False,
+            metavar="LEVEL",
+            help="debug, info, warning or error: the library's and the worker's log "
+            "records at this level and above, on stderr \\[default: warning; error with -q]",
+        ),
+    ] = None,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            envvar="PUBSUB_LOG_FORMAT",
+            show_envvar=True,
+            case_sensitive=False,
+            metavar="FORMAT",
+            help="text or json: log lines as readable text or as one JSON object per line",
+        ),
+    ] = LogFormat.TEXT,
 ) -> None:
     """Event-replay workbench for pubsub."""
     obj = state(ctx)
@@ -220,6 +244,8 @@ def root(
     obj.db = db
     obj.store = store
     obj.config = config
+    obj.log_level = log_level
+    obj.log_format = log_format
     obj.db_from_env = _from_env(ctx, "db")
     obj.store_from_env = _from_env(ctx, "store")
 

@@ -30,6 +30,7 @@ from core.entrypoints import open_store as _open_store
 from core.errors import StoreUnavailableError
 from core.store import EventStore
 
+from .logs import LogFormat, LogLevel, configured
 from .output import Output
 from .settings import Settings, resolve_settings
 from .targets import LoadedTargets, load_targets
@@ -160,6 +161,8 @@ class CLIState:
     store_from_env: bool = False
     config: Path | None = None  # --config FILE, read instead of the nearest pyproject.toml
     no_color: bool = False
+    log_level: LogLevel | None = None  # --log-level (None: warning, error with -q)
+    log_format: LogFormat = LogFormat.TEXT  # --log-format
     output: Output = field(default_factory=Output)
 
     def set_output_flags(
@@ -208,11 +211,17 @@ def state(ctx: typer.Context) -> CLIState:
 
 
 def _existing_store_url(url: str) -> str:
-    """The URL that opens an existing store only. For SQLite: a missing file is refused
+    """The URL that opens an existing store only (for JetStream: ``mode=rw``, an
+    existing namespace). For SQLite: a missing file is refused
     here, with what to pass instead, and ``mode=rw`` (unless the URL gives a mode) makes
     the store refuse an empty or 0-byte file untouched and open a store this user cannot
     write read-only: commands that do not create a store never create or initialize
     one, and read on read-only files, directories and mounts."""
+    if url.startswith("nats://"):  # an existing namespace only (plugins.nats.url)
+        query = url.partition("?")[2]
+        if any(option.split("=", 1)[0] == "mode" for option in query.split("&")):
+            return url
+        return f"{url}{'&' if query else '?'}mode=rw"
     if not url.startswith("sqlite://"):
         return url
     rest, _, query = url.removeprefix("sqlite://").partition("?")
@@ -384,6 +393,13 @@ def shared_options(
             flags = {n: options.pop(n) for n in _OUTPUT}
             if any(flags.values()):
                 state(ctx).set_output_flags(**flags)
+            root = state(ctx)
+            with configured(
+                root.log_level, root.log_format, verbose=root.verbose > 0, quiet=root.quiet
+            ):
+                return _invoke(ctx, options)
+
+        def _invoke(ctx: typer.Context, options: dict[str, Any]) -> T:
             shared = {n: options.pop(n) for n in names}
             json_mode = bool(shared.pop("json", False))
             run: Callable[..., T] = fn

@@ -41,6 +41,7 @@ DEFAULTS: Mapping[str, Any] = {
     "app_dir": None,
     "graceful_timeout": 30.0,
     "lease_ttl": 15.0,
+    "metrics_addr": None,
 }
 
 
@@ -54,6 +55,7 @@ class Settings:
     app_dir: Path | None
     graceful_timeout: float
     lease_ttl: float
+    metrics_addr: str | None  # HOST:PORT of the worker's Prometheus endpoint (None: off)
     # option -> "flag", "env", "pyproject.toml", "config", "default" (or, for a store that a db of
     # a higher source beat, "overridden by db")
     source: Mapping[str, str]
@@ -128,6 +130,7 @@ PROJECT_KEYS: Mapping[str, tuple[str, Callable[[Any], Any]]] = {
     "app-dir": ("a folder (a non-empty string)", _text),
     "graceful-timeout": ("a number of seconds >= 0", _seconds),
     "lease-ttl": ("a number of seconds >= 0.1", _lease_seconds),
+    "metrics-addr": ("an address HOST:PORT (a non-empty string)", _text),
 }
 
 
@@ -217,6 +220,7 @@ def resolve_settings(
     app_dir: str | Path | None = None,
     graceful_timeout: float | None = None,
     lease_ttl: float | None = None,
+    metrics_addr: str | None = None,
     cwd: Path | None = None,
     db_from_env: bool = False,
     store_from_env: bool = False,
@@ -249,6 +253,7 @@ def resolve_settings(
         "app_dir": app_dir,
         "graceful_timeout": graceful_timeout,
         "lease_ttl": lease_ttl,
+        "metrics_addr": metrics_addr,
     }
     from_env = {"db": db_from_env, "store": store_from_env}
     values: dict[str, Any] = {}
@@ -271,5 +276,6 @@ def resolve_settings(
         app_dir=None if values["app_dir"] is None else Path(values["app_dir"]),
         graceful_timeout=float(values["graceful_timeout"]),
         lease_ttl=float(values["lease_ttl"]),
+        metrics_addr=None if values["metrics_addr"] is None else str(values["metrics_addr"]),
         source=source,
     )

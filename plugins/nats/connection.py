@@ -39,12 +39,17 @@ def describe(exc: BaseException) -> str:
         return f"{exc.description or type(exc).__name__}{code}"
     if isinstance(exc, nats.errors.NoRespondersError | nats.js.errors.NoStreamResponseError):
         return "no JetStream responded: is the server started with -js, and the stream there?"
-    if isinstance(exc, nats.errors.AuthorizationError):
+    if (
+        isinstance(exc, nats.errors.AuthorizationError)
+        or "authorization violation" in str(exc).lower()
+    ):
         return "authorization violation: check the credentials (PUBSUB_NATS_*)"
     if isinstance(exc, nats.errors.ConnectionClosedError):
         return "the connection is closed"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is nats-server running there?)"
+    if isinstance(exc, ConnectionResetError):
+        return "the server closed the connection (a refusal of the credentials looks like this too)"
     if isinstance(exc, OSError):
         return exc.strerror or str(exc) or type(exc).__name__
     text = str(exc).removeprefix("nats: ")
@@ -77,8 +82,10 @@ async def connect(parsed: NatsStoreURL) -> Client:
     last_error: list[BaseException] = []
 
     async def on_error(exc: Exception) -> None:
-        # nats-py's default logs a traceback per failed attempt; keep the cause instead.
-        last_error[:] = [exc]
+        # nats-py's default logs a traceback per failed attempt; keep the cause instead
+        # (a refusal of the credentials outranks what a retry met after it).
+        if not (last_error and "authorization" in describe(last_error[0])):
+            last_error[:] = [exc]
 
     async def quiet() -> None:
         return None

@@ -310,7 +310,9 @@ class JetStreamDeadLetterQueue:
 async def open_bucket(
     js: JetStreamContext, bucket: str, *, replicas: int, location: str, timeout: float
 ) -> KeyValue:
-    """The bucket, created when missing (one revision kept per key)."""
+    """The bucket, created when missing (one revision kept per key), with the replicas
+    the URL asks for (read back from the server)."""
+    wanted_replicas = replicas
     import nats.js.errors
     from nats.js.api import KeyValueConfig, StorageType
 
@@ -330,6 +332,21 @@ async def open_bucket(
         )
         return await js.create_key_value(config)
 
-    return await bounded(
+    kv = await bounded(
         get_or_create(), location=location, what=f"opening bucket {bucket}", timeout=timeout
     )
+    # Read back what the server keeps (as for the streams, never trust silence).
+    info = await bounded(
+        js.stream_info(f"KV_{bucket}"),
+        location=location,
+        what=f"reading bucket {bucket}",
+        timeout=timeout,
+    )
+    replicas = int(info.config.num_replicas or 1)
+    if replicas != wanted_replicas:
+        raise StoreUnavailableError(
+            location,
+            f"bucket {bucket} has {replicas} replica(s), the URL asks {wanted_replicas}: "
+            "make the URL match (the store does not move a bucket's replicas)",
+        )
+    return kv

@@ -165,6 +165,12 @@ async def ensure_stream(
         return bounded(aw, location=location, what=what, timeout=parsed.timeout)
 
     info = await call(_stream_info(js, name), f"reading stream {name}")
+    if info is None and not parsed.create:
+        raise StoreUnavailableError(
+            location,
+            f"namespace {parsed.namespace!r} does not exist on this server (no stream "
+            f"{name}): publish to it or run a worker to create it",
+        )
     if info is None:
         info = await call(js.add_stream(wanted), f"creating stream {name}")
         problems = _differences(wanted, info.config)

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from core.errors import StoreUnavailableError
 
 from .connection import bounded
 
@@ -57,6 +60,44 @@ def _nanos(msg: Msg) -> int:
     return int(tokens[7] if len(tokens) == 9 else tokens[9])
 
 
+async def _fetch(sub: Any, n: int, stream: str, location: str, timeout: float) -> list[Msg]:
+    """Up to ``n`` of the messages the consumer counts as pending; an empty list when a
+    pull brought nothing and the consumer, asked again, counts none (a count carried by
+    a message can run ahead of what is left). A pull that brings nothing while some are
+    still pending is asked again (short pulls); ``timeout`` seconds without a message is
+    an error."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise StoreUnavailableError(
+                location,
+                f"reading stream {stream}: no message from the NATS server within "
+                f"{timeout:g} s although it counts some as pending",
+            )
+        try:
+            msgs: list[Msg] = await bounded(
+                sub.fetch(n, timeout=min(1.0, left)),
+                location=location,
+                what=f"reading stream {stream}",
+                timeout=min(1.0, left) + 1,
+            )
+        except StoreUnavailableError as exc:
+            if "no answer" not in exc.problem:
+                raise
+            msgs = []
+        if msgs:
+            return msgs
+        info = await bounded(
+            sub.consumer_info(),
+            location=location,
+            what=f"reading stream {stream}",
+            timeout=max(0.5, deadline - time.monotonic()),
+        )
+        if not int(info.num_pending or 0):
+            return []
+
+
 async def scan(
     js: JetStreamContext,
     stream: str,
@@ -69,10 +110,14 @@ async def scan(
     last_per_subject: bool = False,
     end_seq: int | None = None,
     batch_size: int = 1000,
+    subjects: Sequence[str] | None = None,
 ) -> AsyncGenerator[RawRecord, None]:
     """The messages of ``stream`` on ``subject`` (wildcards allowed) from ``start_seq``
     (or the first at or after ``start_time``; or the last of each subject), in sequence
-    order, up to ``end_seq``."""
+    order, up to ``end_seq``. ``subjects`` (several filters, ``filter_subjects``) is for
+    2.10+ servers only, where it replaces ``subject``: a 2.9 server would ignore it and
+    deliver everything, so callers pass it only to a newer server and filter what they
+    get themselves all the same."""
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
     if last_per_subject:
@@ -88,7 +133,8 @@ async def scan(
         opt_start_seq=start_seq if policy is DeliverPolicy.BY_START_SEQUENCE else None,
         opt_start_time=start_time,
         ack_policy=AckPolicy.NONE,
-        filter_subject=subject,
+        filter_subject=None if subjects else subject,
+        filter_subjects=list(subjects) if subjects else None,
         inactive_threshold=max(30.0, 6 * timeout),
         mem_storage=True,
         num_replicas=1,
@@ -109,12 +155,9 @@ async def scan(
     try:
         pending = int(info.num_pending or 0)
         while pending > 0:
-            msgs = await bounded(
-                sub.fetch(min(batch_size, pending), timeout=timeout),
-                location=location,
-                what=f"reading stream {stream}",
-                timeout=timeout + 1,
-            )
+            msgs = await _fetch(sub, min(batch_size, pending), stream, location, timeout)
+            if not msgs:
+                return
             for msg in msgs:
                 meta = msg.metadata
                 seq = int(meta.sequence.stream)
@@ -128,6 +171,8 @@ async def scan(
                     headers=dict(msg.headers or {}),
                     appended_at=from_nanos(_nanos(msg)),
                 )
+                if end_seq is not None and seq >= end_seq:
+                    return  # the end the reader asked for: no pull for what lies past it
     finally:
         # The server also drops the consumer after its inactivity threshold: a reader
         # that cannot delete it (server gone, task cancelled) leaves nothing for long.

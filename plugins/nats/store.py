@@ -292,7 +292,7 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
                             "appending events",
                         )
                     )
-            acks = await self._call(asyncio.gather(*futures), "appending events")
+            acks = await self._acks(futures)
         finally:
             for future in futures:
                 if not future.done():
@@ -301,6 +301,31 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
             AppendResult(int(ack.seq), event.id, duplicate=bool(ack.duplicate))
             for ack, event in zip(acks, events, strict=True)
         ]
+
+    async def _acks(self, futures: list[asyncio.Future[Any]]) -> list[Any]:
+        """The acknowledgements, waiting as long as they keep coming: a wait fails when
+        none arrived for ``timeout`` seconds (a server that died or stalled)."""
+        import nats.errors
+
+        pending: set[asyncio.Future[Any]] = set(futures)
+        timeout = self._parsed.timeout
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=timeout)
+            if not done:
+                stored = len(futures) - len(pending)
+                raise StoreUnavailableError(
+                    self.url,
+                    f"appending events: no acknowledgement from the NATS server within "
+                    f"{timeout:g} s ({stored} of {len(futures)} acknowledged; the others "
+                    "may or may not be stored: appending them again is safe within the "
+                    f"duplicate window of {self.duplicate_window:g}s)",
+                )
+        try:
+            return [f.result() for f in futures]
+        except nats.errors.Error as exc:
+            from .connection import describe
+
+            raise StoreUnavailableError(self.url, f"appending events: {describe(exc)}") from None
 
     async def _state(self, subjects: bool = False) -> Any:
         async def info() -> Any:
@@ -337,10 +362,15 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
         start = max(from_seq, int(state.first_seq), 1)
         if start > end:
             return
+        several: list[str] | None = None
         if wanted is not None and len(wanted) == 1:
             subject = naming.events_subject(self.namespace, next(iter(wanted)))
         else:
             subject = naming.events_subjects(self.namespace)
+            if wanted is not None and self.server_version >= (2, 10, 0):
+                # Several filters on one consumer: 2.10+ (2.9 ignores the field, so it
+                # is never sent there; the records are filtered here in any case).
+                several = sorted(naming.events_subject(self.namespace, t) for t in wanted)
         emitted = 0
         records = scan(
             self.jetstream,
@@ -352,6 +382,7 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
             start_time=since if since is not None and from_seq <= 1 else None,
             end_seq=end,
             batch_size=batch_size,
+            subjects=several,
         )
         # Closed at once when the read ends early (limit, until): its consumer goes too.
         async with contextlib.aclosing(records):
@@ -484,7 +515,7 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
             self.url,
             f"{what}: a JetStream group needs no lease and keeps no store checkpoint (its "
             "durable consumer acknowledges each event, shared by any number of workers); "
-            "run workers through the store's consumer (pubsub run does)",
+            "workers run on the store's JetStream consumer (open_consumer) instead",
         )
 
     async def commit_progress(

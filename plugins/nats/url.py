@@ -14,7 +14,13 @@ as it may be shown (never with a secret in it).
 - ``timeout`` (seconds, default 5): the bound of every wait on the server (connect,
   an acknowledgement, an API call);
 - ``update`` (``1``): let the store update an existing stream whose configuration
-  differs from the URL's (without it, a difference is refused).
+  differs from the URL's (without it, a difference is refused);
+- ``mode`` (``rwc``, the default: create the namespace's streams when missing; ``rw``:
+  an existing namespace only, what the read commands use: they never create one).
+
+The consumer's options (``ack_wait``, ``max_ack_pending``, ``max_deliver``,
+``max_in_flight``, ``ordered``, ``update_consumer``) pass through unread and stay in
+``display`` (the store's ``url``), where ``plugins.nats.consumer`` reads and checks them.
 
 Credentials: a creds file from ``PUBSUB_NATS_CREDS``, a user and password from
 ``PUBSUB_NATS_USER``/``PUBSUB_NATS_PASSWORD`` (or ``user:password@`` in the URL), a
@@ -33,14 +39,32 @@ from core.errors import StoreUnavailableError
 
 from .naming import NAMESPACE_PATTERN
 
-__all__ = ["Credentials", "NatsStoreURL", "parse_url", "redact"]
+__all__ = ["CONSUMER_OPTIONS", "Credentials", "NatsStoreURL", "parse_url", "redact"]
 
 CREDS_ENV = "PUBSUB_NATS_CREDS"
 USER_ENV = "PUBSUB_NATS_USER"
 PASSWORD_ENV = "PUBSUB_NATS_PASSWORD"
 TOKEN_ENV = "PUBSUB_NATS_TOKEN"
 
-_OPTIONS = ("compression", "dup_window", "ns", "replicas", "retry_horizon", "timeout", "update")
+_OPTIONS = (
+    "compression",
+    "dup_window",
+    "mode",
+    "ns",
+    "replicas",
+    "retry_horizon",
+    "timeout",
+    "update",
+)
+# Read by plugins.nats.consumer from the store's url: kept, never interpreted here.
+CONSUMER_OPTIONS = (
+    "ack_wait",
+    "max_ack_pending",
+    "max_deliver",
+    "max_in_flight",
+    "ordered",
+    "update_consumer",
+)
 _DAY = 86_400.0
 
 
@@ -77,11 +101,14 @@ class NatsStoreURL:
     compression: str = "none"
     timeout: float = 5.0
     update: bool = False
+    create: bool = True
     credentials: Credentials = field(default_factory=Credentials)
+    consumer_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def display(self) -> str:
-        """The URL to show: hosts and options, no credentials."""
+        """The URL to show: hosts and options, no credentials (nor ``mode``: how the
+        store was opened is not where it lives)."""
         hosts = ",".join(s.removeprefix("nats://") for s in self.servers)
         options = [f"ns={self.namespace}"]
         defaults = NatsStoreURL(self.servers, self.namespace)
@@ -91,6 +118,7 @@ class NatsStoreURL:
                 options.append(f"{name}={_number(value)}")
         if self.update:
             options.append("update=1")
+        options.extend(f"{name}={value}" for name, value in self.consumer_options)
         return f"nats://{hosts}?{'&'.join(options)}"
 
 
@@ -149,10 +177,12 @@ def parse_url(url: str, environ: Mapping[str, str] | None = None) -> NatsStoreUR
             hostport += ":4222"
         servers.append(f"nats://{hostport}")
     options = dict(parse_qsl(query, keep_blank_values=True))
-    unknown = sorted(set(options) - set(_OPTIONS))
+    unknown = sorted(set(options) - set(_OPTIONS) - set(CONSUMER_OPTIONS))
     if unknown:
         raise StoreUnavailableError(
-            shown, f"unknown option {unknown[0]!r}; known options: {', '.join(_OPTIONS)}"
+            shown,
+            f"unknown option {unknown[0]!r}; known options: "
+            f"{', '.join(sorted(_OPTIONS + CONSUMER_OPTIONS))}",
         )
     namespace = options.get("ns")
     if namespace is None:
@@ -167,6 +197,11 @@ def parse_url(url: str, environ: Mapping[str, str] | None = None) -> NatsStoreUR
     compression = options.get("compression", "none")
     if compression not in ("none", "s2"):
         raise StoreUnavailableError(shown, f"option compression={compression!r} must be none or s2")
+    mode = options.get("mode", "rwc")
+    if mode not in ("rw", "rwc"):
+        raise StoreUnavailableError(
+            shown, f"option mode={mode!r} must be rw (an existing namespace only) or rwc"
+        )
     update = options.get("update", "0")
     if update not in ("0", "1"):
         raise StoreUnavailableError(shown, f"option update={update!r} must be 0 or 1")
@@ -179,7 +214,13 @@ def parse_url(url: str, environ: Mapping[str, str] | None = None) -> NatsStoreUR
         compression=compression,
         timeout=_seconds(shown, options, "timeout", 5.0),
         update=update == "1",
+        create=mode == "rwc",
         credentials=_credentials(env, user, password),
+        consumer_options=tuple(
+            (name, value)
+            for name, value in parse_qsl(query, keep_blank_values=True)
+            if name in CONSUMER_OPTIONS
+        ),
     )
 
 

@@ -1,10 +1,11 @@
 """Writer: group commit of appends to the SQLite log.
 
 Every ``append`` call queues its rows and waits. Whenever no commit is in flight,
-everything queued is written in a single transaction on the write connection's thread (one ``BEGIN IMMEDIATE``, one ``executemany``, one ``COMMIT``,
-hence one fsync), then resolves each caller's future. Callers that wait together share a
-commit, so throughput grows with the number of concurrent publishers while a lone
-publisher still gets its own commit right away.
+everything queued is written in a single transaction on the write connection's thread
+(one ``BEGIN IMMEDIATE``, multi-row ``INSERT`` statements, one ``COMMIT``, hence one
+fsync), then resolves each caller's future. Callers that wait together share a commit,
+so throughput grows with the number of concurrent publishers while a lone publisher
+still gets its own commit right away.
 
 Sequence numbers are assigned inside the transaction as ``max(seq) + 1`` onwards, so they
 are gap-free whatever fails; ``appended_at`` is ``max(now, last appended_at)`` so it never
@@ -31,10 +32,28 @@ __all__ = ["GroupCommitWriter", "Row", "commit_batch"]
 # event_id, type_name, version, created_at, payload, checksum, correlation_id, causation_id
 Row = tuple[bytes, str, int, str, bytes, int, bytes | None, bytes | None]
 
-_INSERT = (
+_INSERT_HEAD = (
     "INSERT INTO events (seq, appended_at, event_id, type_name, version, created_at, "
-    "payload, checksum, correlation_id, causation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "payload, checksum, correlation_id, causation_id) VALUES "
 )
+_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_CHUNK = 100  # rows per multi-row INSERT (1,000 parameters; SQLite allows 32,766)
+_MULTI: dict[int, str] = {}  # rows -> the INSERT statement of that many rows
+
+
+def _insert_rows(conn: sqlite3.Connection, inserts: Sequence[tuple[object, ...]]) -> None:
+    """Insert every row, up to ``_CHUNK`` rows per statement. One multi-row INSERT costs
+    a third less than ``executemany`` of its rows (one step instead of one per row), and
+    the interpreter lock is released once per statement instead of once per row, so the
+    event loop's thread runs meanwhile without lock hand-offs."""
+    for lo in range(0, len(inserts), _CHUNK):
+        chunk = inserts[lo : lo + _CHUNK]
+        sql = _MULTI.get(len(chunk))
+        if sql is None:
+            sql = _MULTI[len(chunk)] = _INSERT_HEAD + ", ".join([_VALUES] * len(chunk))
+        conn.execute(sql, [value for row in chunk for value in row])
+
+
 _LAST = "SELECT seq, appended_at FROM events ORDER BY seq DESC LIMIT 1"
 _BY_ID = "SELECT seq FROM events WHERE event_id = ?"
 
@@ -78,7 +97,7 @@ def _append_all(
     seq, now = _last(conn)
     first = seq + 1
     inserts = [(seq + i, now, *row) for i, row in enumerate(_rows(requests), 1)]
-    conn.executemany(_INSERT, inserts)
+    _insert_rows(conn, inserts)
     make = _new_result
     out = []
     for rows, ids in requests:
@@ -117,7 +136,7 @@ def _assign(
             inserts.append((seq, now, *row))
             results.append(AppendResult(seq, event_id))
         out.append(results)
-    conn.executemany(_INSERT, inserts)
+    _insert_rows(conn, inserts)
     return out, len(inserts)
 
 

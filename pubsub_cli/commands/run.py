@@ -12,21 +12,29 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from core.bus import EventBus
 from core.errors import GroupLockedError, PubSubError, StoreUnavailableError
+from core.hooks import PublishDetails
 from pubsub_cli.context import Invocation, open_store, shared_options, shown_url
 from pubsub_cli.inputs import InputError, parse_line
+from pubsub_cli.logs import LIBRARY_LOGGER, redact_url
 from pubsub_cli.output import Output, number
 from pubsub_cli.targets import LoadedTargets
 from pubsub_cli.wiring import build_bus
 
+if TYPE_CHECKING:
+    from plugins.prometheus import ListenAddress, MetricsServer, PrometheusMetrics
+
 _FORCED = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+# The worker's lifecycle at info level (started, caught up, following, stopping,
+# stopped); each delivery at debug level (a hook installed only then).
+_log = logging.getLogger(f"{LIBRARY_LOGGER}.worker")
 
 
 class _WorkerStopped(PubSubError):
@@ -43,6 +51,7 @@ def _install_signals(stop: asyncio.Event, out: Output) -> None:
             sys.stdout.flush()
             os._exit(_FORCED[sig])
         out.note(f"{sig.name}: draining in-flight work (send it again to exit now)")
+        _log.info("%s: stopping", sig.name, extra={"signal": sig.name})
         stop.set()
 
     for sig in _FORCED:
@@ -211,60 +220,95 @@ def _rate(events: int, seconds: float) -> str:
     return f"{events / seconds:,.0f} events/s" if seconds > 0 else "-"
 
 
-class _WorkerLog(logging.Handler):
-    """The library's log while the worker runs: one ``warning:`` line per distinct
-    problem (the traceback with ``-v``) instead of logging's last-resort tracebacks,
-    and the two problems a worker cannot go on with — its lease taken over, or a store
-    that refuses to save progress (a full disk, a read-only or vanished file) — kept in
-    ``fatal`` and ``stop`` set, so the worker ends with one ``error:`` line."""
+class _WorkerWatch(logging.Filter):
+    """The library's warnings while the worker runs (a filter on the ``pubsub`` logger).
 
-    def __init__(self, out: Output, stop: asyncio.Event) -> None:
-        super().__init__(logging.WARNING)
-        self.out = out
+    The two problems a worker cannot go on with — its lease taken over, or a store that
+    refuses to save progress (a full disk, a read-only or vanished file) — are kept in
+    ``fatal`` with ``stop`` set instead of being logged, so the worker ends with one
+    ``error:`` line (the lifecycle log says it at info level). Any other problem is
+    logged once per place and error type, not again on every heartbeat or commit that
+    fails the same way (nor its debug-level traceback record)."""
+
+    def __init__(self, stop: asyncio.Event, group: str) -> None:
+        super().__init__()
         self.stop = stop
+        self.group = group
         self.fatal: BaseException | None = None
         self._seen: set[tuple[str, str]] = set()
+        self._dropped: BaseException | None = None
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            exc = getattr(record, "pubsub_error", None)
-            if exc is None and record.exc_info:
-                exc = record.exc_info[1]
-            where = getattr(record, "pubsub_where", None)
-            if where is None:
-                where = (
-                    str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
-                )
-            if isinstance(exc, GroupLockedError) or (
-                isinstance(exc, StoreUnavailableError) and where == "checkpoint commit"
-            ):
-                if self.fatal is None:
-                    self.fatal = exc
-                self.stop.set()
-                return
-            key = (where, type(exc).__name__)
-            if key in self._seen:
-                return
-            self._seen.add(key)
-            self.out.warn(record.getMessage().removeprefix("pubsub: "))
-            if self.out.verbose and exc is not None:
-                self.out.stderr.write("".join(traceback.format_exception(exc)))
-        except Exception:  # a broken log line never stops the worker
-            self.handleError(record)
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = getattr(record, "pubsub_error", None)
+        if exc is None and record.exc_info:
+            exc = record.exc_info[1]
+        if exc is None:
+            return True
+        if exc is self._dropped:  # the traceback record of a warning left out
+            return False
+        where = getattr(record, "pubsub_where", None)
+        if where is None:
+            where = str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
+        if isinstance(exc, GroupLockedError) or (
+            isinstance(exc, StoreUnavailableError) and where == "checkpoint commit"
+        ):
+            if self.fatal is None:
+                self.fatal = exc
+                self._log_fatal(exc)
+            self.stop.set()
+            self._dropped = exc
+            return False
+        if record.levelno < logging.WARNING:
+            return True
+        key = (where, type(exc).__name__)
+        if key in self._seen:
+            self._dropped = exc
+            return False
+        self._seen.add(key)
+        return True
+
+    def _log_fatal(self, exc: BaseException) -> None:
+        if isinstance(exc, GroupLockedError):
+            _log.info(
+                "lease of group %r lost to %r: stopping",
+                self.group,
+                exc.holder,
+                extra={"group": self.group, "holder": exc.holder},
+            )
+        else:
+            _log.info(
+                "store refused to save progress (%s): stopping",
+                exc,
+                extra={"group": self.group},
+            )
 
 
 @contextlib.contextmanager
-def _worker_log(out: Output, stop: asyncio.Event) -> Iterator[_WorkerLog]:
-    logger = logging.getLogger("pubsub")
-    handler = _WorkerLog(out, stop)
-    propagate = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
+def _worker_log(stop: asyncio.Event, group: str) -> Iterator[_WorkerWatch]:
+    logger = logging.getLogger(LIBRARY_LOGGER)
+    watch = _WorkerWatch(stop, group)
+    logger.addFilter(watch)
     try:
-        yield handler
+        yield watch
     finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
+        logger.removeFilter(watch)
+
+
+def _log_delivery(details: PublishDetails) -> None:
+    """The debug record of one delivery (installed as a hook at debug level only)."""
+    event = details.event
+    _log.debug(
+        "delivering %s seq %s",
+        event.event_type,
+        details.seq,
+        extra={
+            "event_id": event.id,
+            "event_type": event.event_type,
+            "group": details.group,
+            "seq": details.seq,
+            "redelivery": details.redelivery,
+        },
+    )
 
 
 def _fatal_message(exc: BaseException, group: str) -> str:
@@ -291,6 +335,36 @@ def _group_name(value: str | None) -> str | None:
     if value is not None and not value.strip():
         raise typer.BadParameter("a consumer group name cannot be empty")
     return value
+
+
+def _metrics_address(value: str | None) -> str | None:
+    """``--metrics-addr`` must be HOST:PORT (or :PORT, PORT) before anything starts."""
+    if value is not None:
+        _parse_metrics_address(value, "--metrics-addr")
+    return value
+
+
+def _parse_metrics_address(value: str, where: str) -> ListenAddress:
+    from plugins.prometheus import parse_address
+
+    try:
+        return parse_address(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=where) from None
+
+
+def _serve_metrics(address: ListenAddress, out: Output) -> tuple[PrometheusMetrics, MetricsServer]:
+    """The ``prometheus`` collector of the ``pubsub.metrics`` group, served at
+    ``address``; raises (PluginLoadError, MetricsServerError) before anything is
+    opened, so a missing extra or a taken port changes nothing."""
+    from core.entrypoints import load_plugin
+
+    factory = load_plugin("pubsub.metrics", "prometheus")
+    collector: PrometheusMetrics = factory()
+    server = collector.serve(address)
+    reach = "" if server.address.loopback else " (not loopback: reachable from other machines)"
+    out.note(f"metrics: serving {server.url}{reach}")
+    return collector, server
 
 
 @shared_options(json=False, app_dir=True)
@@ -351,9 +425,28 @@ def run(
             "of it); a worker stalled longer loses the group to the next one [default: 15]",
         ),
     ] = None,
+    metrics_addr: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-addr",
+            envvar="PUBSUB_METRICS_ADDR",
+            show_envvar=True,
+            metavar="HOST:PORT",
+            callback=_metrics_address,
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics while the worker runs "
+            "(needs the prometheus extra; a bare :PORT or PORT listens on 127.0.0.1 only) "
+            "[default: off]",
+        ),
+    ] = None,
 ) -> None:
     """Run handlers as the group's worker: catch up, follow new events, drain on signal."""
     settings = inv.resolve(group=group, graceful_timeout=graceful_timeout, lease_ttl=lease_ttl)
+    # The flag or PUBSUB_METRICS_ADDR (typer read both) beats [tool.pubsub] metrics-addr.
+    address = None
+    if metrics_addr is not None:
+        address = _parse_metrics_address(metrics_addr, "--metrics-addr")
+    elif settings.metrics_addr is not None:
+        address = _parse_metrics_address(settings.metrics_addr, "[tool.pubsub] metrics-addr")
     out = inv.out
     if not targets and not plugin:
         raise typer.BadParameter("give at least one TARGET or --plugin NAME", param_hint="TARGET")
@@ -365,12 +458,16 @@ def run(
             "group would move past every event unhandled",
             param_hint="TARGET",
         )
+    metrics: PrometheusMetrics | None = None
+    server: MetricsServer | None = None
+    if address is not None:
+        metrics, server = _serve_metrics(address, out)
 
     async def go() -> None:
         stop = asyncio.Event()
         _install_signals(stop, out)
         try:
-            with _worker_log(out, stop) as log:
+            with _worker_log(stop, settings.group) as log:
                 try:
                     await work(stop)
                 except PubSubError:
@@ -391,11 +488,32 @@ def run(
                 group=settings.group,
                 close_timeout=settings.graceful_timeout,
                 lease_ttl=settings.lease_ttl,
+                metrics=metrics,
             )
             names = ", ".join(sub.name for sub in bus.subscriptions)
             out.note(f"handlers: {names}")
+            store_url = redact_url(s.url)
+            _log.info(
+                "worker starting: group %r on %s at checkpoint %d of %d, handlers: %s",
+                settings.group,
+                store_url,
+                checkpoint,
+                end,
+                names,
+                extra={
+                    "group": settings.group,
+                    "store": store_url,
+                    "holder": bus.holder,
+                    "checkpoint": checkpoint,
+                    "last_seq": end,
+                },
+            )
+            if _log.isEnabledFor(logging.DEBUG):
+                bus.on_publish(_log_delivery)
             helpers: list[asyncio.Task[Any]] = []
             try:
+                if metrics is not None:  # the worker gauges, read on this loop
+                    helpers.append(asyncio.create_task(metrics.watch(bus)))
                 # A signal during the catch-up cancels it: the bus then drains what
                 # it dispatched, commits that progress and releases the lease.
                 began = time.monotonic()
@@ -413,10 +531,21 @@ def run(
                         await asyncio.gather(bar, return_exceptions=True)
                 if not started:
                     out.note("stopped during catch-up")
+                    _log.info("stopped during catch-up", extra={"group": settings.group})
                 else:
                     if caught_up:
                         caught = max(bus.statistics().last_seq - checkpoint, 0)
                         took = time.monotonic() - began
+                        _log.info(
+                            "caught up %d event(s) in %.1fs",
+                            caught,
+                            took,
+                            extra={
+                                "group": settings.group,
+                                "count": caught,
+                                "last_seq": bus.statistics().last_seq,
+                            },
+                        )
                         out.ready(
                             f"caught up {number(caught)} event(s) in group "
                             f"{settings.group!r} (checkpoint {number(checkpoint)}) in "
@@ -438,11 +567,26 @@ def run(
                             f"following {shown_url(settings.store_url)} as {bus.holder} "
                             "(Ctrl-C or SIGTERM to stop)"
                         )
+                        _log.info(
+                            "following %s as %s",
+                            store_url,
+                            bus.holder,
+                            extra={
+                                "group": settings.group,
+                                "store": store_url,
+                                "holder": bus.holder,
+                            },
+                        )
                         await bus.follow(stop, poll_interval=poll)
             finally:
                 for task in helpers:
                     task.cancel()
                 await asyncio.gather(*helpers, return_exceptions=True)
+                _log.info(
+                    "stopping: draining %d in-flight event(s)",
+                    bus.statistics().in_flight,
+                    extra={"group": settings.group},
+                )
                 drained = await bus.drain(settings.graceful_timeout)
                 if not drained:
                     out.warn(
@@ -458,6 +602,24 @@ def run(
                     "'<decode>'; load the module that defines it and "
                     "'pubsub dlq retry --all --app ...' re-drives them"
                 )
+            _log.info(
+                "stopped: handled %d ok, %d failed, %d undecodable; %d dead letter(s) "
+                "written; checkpoint %d saved",
+                final.handled_ok,
+                final.handled_failed,
+                final.undecodable,
+                final.dead_lettered,
+                final.checkpoint,
+                extra={
+                    "group": settings.group,
+                    "handled_ok": final.handled_ok,
+                    "handled_failed": final.handled_failed,
+                    "undecodable": final.undecodable,
+                    "dead_lettered": final.dead_lettered,
+                    "checkpoint": final.checkpoint,
+                    "drained": drained,
+                },
+            )
             out.note(
                 f"stopped: handled {number(final.handled_ok)} ok, "
                 f"{number(final.handled_failed)} failed, {number(final.undecodable)} "
@@ -465,4 +627,8 @@ def run(
                 f"checkpoint {number(final.checkpoint)} saved for group {settings.group!r}"
             )
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    finally:
+        if server is not None:
+            server.close()

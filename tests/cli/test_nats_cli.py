@@ -8,6 +8,7 @@ each nats-server binary found (2.9 and 2.15), never the shared one."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import sys
@@ -184,12 +185,69 @@ class TestWalkthrough:
         """A duplicate window shorter than the retry horizon is a warning: shown, and
         the store stays healthy (exit 0)."""
         url = nats_cli.url + "&dup_window=10&retry_horizon=60"
+        ok(
+            nats_cli(
+                "publish", "--app", ORDERS, "--file", str(EXAMPLES / "orders.jsonl"), "--store", url
+            )
+        )
         doc = ok(nats_cli("check", "--quick", "--json", "--store", url)).json()
         [dedup] = [c for c in doc["checks"] if c["name"] == "dedup"]
         assert (dedup["ok"], dedup.get("warning")) == (True, True)
         assert "10s is shorter than the retry horizon 60s" in dedup["detail"]
         table = ok(nats_cli("check", "--quick", "--store", url))
         assert " warning " in table.stdout
+
+
+async def _group_state(url: str, group: str, *, create: bool = False) -> tuple[int, int]:
+    """(ack floor, pending + ack pending) of a durable consumer made the way a group's
+    is (``naming.group_token``), created with two events acknowledged when asked."""
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    from plugins.nats import JetStreamEventStore, naming
+
+    store = await asyncio.wait_for(JetStreamEventStore.open(url), 30)
+    try:
+        js, name = store.jetstream, naming.group_token(group)
+        if create:
+            await js.add_consumer(
+                store.events_stream,
+                ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT, ack_wait=60),
+            )
+            sub = await js.pull_subscribe_bind(consumer=name, stream=store.events_stream)
+            for msg in await sub.fetch(2, timeout=5):
+                await msg.ack_sync(timeout=5)
+            await sub.unsubscribe()
+        [info] = await store.groups()
+        return info.checkpoint, info.lag
+    finally:
+        await store.aclose()
+
+
+class TestReplayMovesNoGroup:
+    def test_replay_since_selects_the_later_events_only(self, nats_cli: NatsCLI) -> None:
+        """replay --since the append time of seq 5 replays exactly seq 5, and a group's
+        durable consumer (ack floor 2, lag 3) is exactly as it was."""
+        ok(nats_cli("publish", "--app", ORDERS, "--file", str(EXAMPLES / "orders.jsonl")))
+        ok(
+            nats_cli(
+                "publish",
+                "OrderPlaced",
+                "--app",
+                ORDERS,
+                "--data",
+                '{"order_id": "A-8", "sku": "PEN", "total": "1.00"}',
+            )
+        )
+        url = nats_cli.url
+        assert asyncio.run(_group_state(url, "billing", create=True)) == (2, 3)
+        fifth = ok(nats_cli("events", "show", "5", "--json")).json()["event"]["appended_at"]
+        doc = ok(nats_cli("replay", ORDERS, "--since", fifth, "--json")).json()
+        assert (doc["first_seq"], doc["last_seq"], doc["events"]) == (5, 5, 1)
+        doc = ok(nats_cli("replay", ORDERS, "--from-seq", "4", "--json")).json()
+        assert (doc["first_seq"], doc["last_seq"], doc["events"]) == (4, 5, 2)
+        assert asyncio.run(_group_state(url, "billing")) == (2, 3)
+        [group] = ok(nats_cli("stats", "--json")).json()["groups"]
+        assert (group["group"], group["checkpoint"], group["lag"]) == ("billing", 2, 3)
 
 
 class TestTail:
@@ -234,6 +292,16 @@ class TestTail:
 
 
 class TestErrors:
+    def test_read_commands_never_create_a_namespace(self, nats_cli: NatsCLI) -> None:
+        """Read commands on a namespace that does not exist fail with one line and
+        create nothing; publish creates it."""
+        for command in (["events", "list"], ["stats"], ["dlq", "list"], ["check", "--quick"]):
+            r = nats_cli(*command)
+            assert r.exit_code == 1, (command, r.stdout)
+            assert "does not exist on this server" in r.stderr, command
+        ok(nats_cli("publish", "--app", ORDERS, "--file", str(EXAMPLES / "orders.jsonl")))
+        assert ok(nats_cli("stats", "--json")).json()["events"] == 4
+
     def test_dead_server_is_one_line(self, tmp_path: Path) -> None:
         """Nothing listening: exit 1 and one error line, no traceback, no password."""
         with socket.socket() as s:

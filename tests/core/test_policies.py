@@ -4,6 +4,7 @@ circuit breaker, all driven by FakeClock and ScriptedRandom."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 
 import pytest
@@ -195,6 +196,36 @@ class TestTimeout:
             bus.subscribe(Job, name="quick", timeout=5.0)(quick)
             result = await bus.publish_async(Job())
         assert result.ok
+
+    async def test_fake_clock_waits_for_a_sync_handler_in_the_executor(self) -> None:
+        """The autojumping fake clock does not jump to a sync handler's timeout while the
+        handler runs on its thread (the loop is idle then, but not waiting on time); the
+        handler's own sleep on the clock still jumps at once."""
+        clock = FakeClock()
+        entered, release = threading.Event(), threading.Event()
+
+        def blocking(event: Job) -> str:
+            entered.set()
+            assert release.wait(10)
+            return "done"
+
+        async def sleeper(event: Job) -> None:
+            await clock.sleep(60)
+
+        async with EventBus(clock=clock) as bus:
+            bus.subscribe(Job, name="blocking", timeout=5.0)(blocking)
+            bus.subscribe(Job, name="sleeper", timeout=120.0)(sleeper)
+            publish = asyncio.ensure_future(bus.publish_async(Job()))
+            for _ in range(500):  # far more loop turns than the clock needs to call idle
+                await asyncio.sleep(0)
+            assert entered.is_set()
+            assert clock.monotonic() == 0.0
+            release.set()
+            result = await asyncio.wait_for(publish, 10)
+        assert result.ok, result.outcomes
+        assert clock.sleeps == [60]
+        assert clock.monotonic() == 60.0
+        assert [o.value for o in result.outcomes] == ["done", None]
 
 
 class TestMaxConcurrency:

@@ -372,6 +372,28 @@ class TestGroupCommit:
         stats = store.statistics()
         assert (stats.transactions, stats.events, stats.duplicates) == (2, 101, 1)
 
+    @pytest.mark.parametrize("size", [1, 99, 100, 101, 250])
+    async def test_batches_across_statement_chunks(
+        self, store: SQLiteEventStore, size: int
+    ) -> None:
+        """A transaction of any size (rows go in up to 100 per INSERT) stores every event
+        once, in order, and a duplicate inside such a batch keeps its first seq."""
+        first = [Tick(i) for i in range(size)]
+        results = await store.append(first)
+        assert [r.seq for r in results] == list(range(1, size + 1))
+        records = [r async for r in store.read()]
+        assert [r.event_id for r in records] == [e.id for e in first]
+        assert [r.decode() for r in records] == first
+        again = [Tick(size + i) for i in range(size)]
+        middle = size // 2
+        mixed = [*again[:middle], first[-1], *again[middle:]]
+        results = await store.append(mixed)
+        assert results[middle].duplicate
+        assert results[middle].seq == size
+        assert [r.seq for r in results if not r.duplicate] == list(range(size + 1, 2 * size + 1))
+        assert await store.last_seq() == 2 * size
+        assert [r.decode() async for r in store.read(from_seq=size + 1)] == again
+
     async def test_failed_commit_fails_every_waiter(self, db: Path) -> None:
         """When the shared transaction fails every waiting caller gets the error, none commit."""
         async with await open_sqlite_store(url_of(db, "?max_page_count=40")) as store:
@@ -479,7 +501,9 @@ class TestExports:
         """plugins.sqlite re-exports exactly the names in its sorted __all__."""
         import plugins.sqlite as package
 
-        public = {n for n in vars(package) if not n.startswith("_")} - {
+        # "@py_builtins"/"@pytest_ar": pytest rewrites the asserts of the package that
+        # holds a pytest11 plugin (plugins.pytest_plugin) and adds those two names.
+        public = {n for n in vars(package) if not n.startswith(("_", "@"))} - {
             "connection",
             "holders",
             "records",
