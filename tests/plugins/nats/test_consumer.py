@@ -389,3 +389,45 @@ async def _count(store: StreamStore, n: int) -> bool:
 
 async def _handled(seen: dict[str, list[int]], n: int) -> bool:
     return sum(len(v) for v in seen.values()) >= n
+
+
+class TestOrdered:
+    async def test_ordered_mode_runs_one_event_at_a_time_in_stream_order(
+        self, server: Server
+    ) -> None:
+        """ordered: max_ack_pending=1 on the durable, so two workers following the group
+        never run two events at once and see them in stream order."""
+        order: list[int] = []
+        running = 0
+        most = 0
+        buses = []
+        for _ in range(2):
+            bus, _ = bus_on(server, ack_wait=5.0, ordered=True)
+
+            async def work(event: Job) -> None:
+                nonlocal running, most
+                running += 1
+                most = max(most, running)
+                await asyncio.sleep(0.001)
+                order.append(event.n)
+                running -= 1
+
+            bus.subscribe(Job, name="work")(work)
+            buses.append(bus)
+        for bus in buses:
+            await bus.start()
+        assert (await info(server)).config.max_ack_pending == 1
+        stop = asyncio.Event()
+        following = [asyncio.create_task(bus.follow(stop)) for bus in buses]
+        await publish(server.js, server.namespace, [Job(n) for n in range(30)])
+        await until(lambda: _done(order, 30))
+        stop.set()
+        await asyncio.gather(*following)
+        for bus in buses:
+            await bus.aclose()
+        assert order == list(range(30))
+        assert most == 1
+
+
+async def _done(order: list[int], n: int) -> bool:
+    return len(order) >= n
