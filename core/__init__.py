@@ -10,6 +10,8 @@ from .clock import RandomSource as RandomSource
 from .clock import SystemClock as SystemClock
 from .clock import ThreadAwareClock as ThreadAwareClock
 from .consumer import Consumer as Consumer
+from .consumer import ConsumerOptions as ConsumerOptions
+from .consumer import OwnsDelivery as OwnsDelivery
 from .dispatch import Middleware as Middleware
 from .entrypoints import open_store as open_store
 from .errors import BreakerOpenError as BreakerOpenError
@@ -96,6 +98,7 @@ __all__ = [
     "CircuitBreaker",
     "Clock",
     "Consumer",
+    "ConsumerOptions",
     "DeadLetter",
     "DeadLetterNotFoundError",
     "DeadLetterQueue",
@@ -132,6 +135,7 @@ __all__ = [
     "Middleware",
     "NotAStoreError",
     "OutcomeStatus",
+    "OwnsDelivery",
     "PluginLoadError",
     "Projection",
     "PubSubError",

@@ -4,7 +4,11 @@ drain and close.
 Without a store, ``publish_async`` dispatches at once and returns every handler's
 outcome. With a store, it first appends the event durably (the store groups concurrent
 appends into one commit), then hands it to the bus's consumer (``core.consumer``), which
-dispatches it and moves the group's checkpoint. Dispatch itself is ``core.dispatch``;
+dispatches it and moves the group's checkpoint. A store that owns delivery
+(``core.consumer.OwnsDelivery``, a broker's durable consumer shared by many workers)
+opens the consumer itself; then ``publish_async`` appends and returns at once (no
+outcomes): the group's workers, in this process or in others, dispatch the event.
+Dispatch itself is ``core.dispatch``;
 replay and dead-letter re-drive are ``core.replay``. A bus owns all of its state: two
 buses in one process share nothing.
 """
@@ -27,7 +31,7 @@ from typing import Any, Literal, TypeVar, Unpack
 from uuid import uuid4
 
 from .clock import Clock, RandomSource, system_clock, system_random
-from .consumer import Consumer, Delivered, LogConsumer
+from .consumer import Consumer, ConsumerOptions, Delivered, LogConsumer, OwnsDelivery
 from .devmode import check_event, check_signature
 from .dispatch import InstrumentedRunner, Middleware, Route, Runner
 from .dlq import MIDDLEWARE_HANDLER, for_failure
@@ -198,7 +202,8 @@ class EventBus:
         self._idle: asyncio.Event | None = None
         self._closed = False
         self._started = False
-        self._consumer: LogConsumer | None = None
+        self._consumer: Consumer | None = None
+        self._owned = False  # the store owns delivery: publish appends, workers dispatch
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._start_lock: asyncio.Lock | None = None
         self._plain = False
@@ -827,9 +832,9 @@ class EventBus:
         self._counters.published += 1
         if appended.seq > self._counters.last_seq:
             self._counters.last_seq = appended.seq
-        if consumer is None or consumer.lost is not None:
-            # A producer (or a consumer that lost its group): the group's live
-            # consumer dispatches it.
+        if consumer is None or self._owned or consumer.lost is not None:
+            # A producer, a store that owns delivery, or a consumer that lost its
+            # group: the group's live consumer (or one of its workers) dispatches it.
             if self._hooks:
                 self._run_hooks(PublishDetails(event, appended.seq, None, "live"))
             return PublishResult(event, (), appended.seq)
@@ -907,7 +912,13 @@ class EventBus:
         async with self._start_lock:
             if self._started:
                 return
-            if self._consume:
+            store: object = self._store
+            if self._consume and isinstance(store, OwnsDelivery):
+                consumer: Consumer = store.open_consumer(self, self._consumer_options())
+                await consumer.start()
+                self._consumer = consumer
+                self._owned = True
+            elif self._consume:
                 assert self._store is not None
                 consumer = LogConsumer(
                     self._store,
@@ -932,6 +943,21 @@ class EventBus:
                 await self.aclose()
                 raise
 
+    def _consumer_options(self) -> ConsumerOptions:
+        return ConsumerOptions(
+            group=self.group,
+            holder=self.holder,
+            registry=self.registry,
+            clock=self._clock,
+            tasks=self._tasks,
+            rng=self._rng,
+            max_in_flight=self._max_in_flight,
+            lease_ttl=self.lease_ttl,
+            commit_interval=self._commit_interval,
+            policies={name: runner.policy for name, runner in self._runners.items()},
+            handlers_for=self.handlers_for,
+        )
+
     async def catch_up(self) -> int:
         """Dispatch every stored event this consumer has not seen yet (at least once
         after a crash); returns how many were dispatched. Raises GroupLockedError
@@ -951,6 +977,9 @@ class EventBus:
         """Dispatch events appended by other processes until ``stop`` is set."""
         if not self._started:
             await self.start()
+        if self._owned and self._consumer is not None:
+            await self._consumer.follow(stop, poll_interval=poll_interval)
+            return
         while not stop.is_set():
             await self.catch_up()
             with contextlib.suppress(TimeoutError):

@@ -11,25 +11,38 @@ follows new events, and moves the checkpoint as a low-water mark (only past even
 dispatch finished, with the dead letters of those events, in one commit fenced by the
 lease). Duplicates after a crash are bounded: an event is admitted only while fewer than
 ``max_in_flight`` events are past the committed checkpoint.
+
+A store that owns delivery (``OwnsDelivery``: a broker whose durable consumer many
+processes share) opens its own ``Consumer`` from the bus's ``ConsumerOptions``; the bus
+then only appends on publish, and the group's workers (in this process or others)
+dispatch what was appended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from .clock import Clock
+from .clock import Clock, RandomSource
 from .dlq import for_corrupt, for_undecodable
 from .errors import ChecksumMismatchError, EventError, GroupLockedError
 from .events import Event, EventRegistry
+from .policies import HandlerPolicy
 from .progress import GroupProgress
 from .results import HandlerOutcome
 from .store import NO_HEADERS, DeadLetter, EventStore, Lease, StoredEvent
 
-__all__ = ["Consumer", "Delivered", "Dispatcher", "LogConsumer"]
+__all__ = [
+    "Consumer",
+    "ConsumerOptions",
+    "Delivered",
+    "Dispatcher",
+    "LogConsumer",
+    "OwnsDelivery",
+]
 
 
 @dataclass(slots=True)
@@ -102,6 +115,45 @@ class Consumer(Protocol):
 
     async def aclose(self) -> None:
         """Commit what finished and give the group up (release the lease)."""
+        ...
+
+    @property
+    def lost(self) -> GroupLockedError | None:
+        """The error that took the group from this consumer (None while it has it, and
+        always None for a consumer without a lease)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerOptions:
+    """What a bus tells the consumer it starts: the group and this consumer's name,
+    how to decode, its clock and random source, the bus's task set (drain waits for
+    the tasks in it, aclose cancels them), the in-flight bound, the lease and commit
+    timing of a log consumer, and its handlers: their policies by name (a consumer
+    whose engine redelivers needs their timeouts and retries) and the names of the
+    handlers an event class is dispatched to."""
+
+    group: str
+    holder: str
+    registry: EventRegistry
+    clock: Clock
+    tasks: set[asyncio.Task[Any]]
+    rng: RandomSource | None = None
+    max_in_flight: int = 256
+    lease_ttl: float = 15.0
+    commit_interval: float = 0.05
+    policies: Mapping[str, HandlerPolicy] = field(default_factory=dict)
+    handlers_for: Callable[[type[Event]], Sequence[str]] = lambda _cls: ()
+
+
+@runtime_checkable
+class OwnsDelivery(Protocol):
+    """A store whose engine delivers events itself (a durable consumer shared by any
+    number of worker processes, no lease): the bus asks it for its consumer instead of
+    running a ``LogConsumer``, and a publish on such a bus appends and returns."""
+
+    def open_consumer(self, dispatcher: Dispatcher, options: ConsumerOptions) -> Consumer:
+        """The group's consumer for ``dispatcher`` (not started yet)."""
         ...
 
 
