@@ -13,8 +13,9 @@ bounded anyway), so a server restart heals a long-running process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.errors import StoreUnavailableError
@@ -59,15 +60,30 @@ def describe(exc: BaseException) -> str:
 async def bounded(aw: Awaitable[T], *, location: str, what: str, timeout: float) -> T:
     """``await aw`` for at most ``timeout`` seconds; a timeout or a NATS error becomes a
     ``StoreUnavailableError`` naming ``what`` was being done."""
+    async with bounded_steps(location=location, what=what, timeout=timeout):
+        return await aw
+
+
+@contextlib.asynccontextmanager
+async def bounded_steps(
+    *, location: str, what: str, timeout: float
+) -> AsyncIterator[Callable[[], None]]:
+    """A bound on a run of awaits without a task per await: the body fails once
+    ``timeout`` seconds pass since the start or since it last called the function this
+    gives (each step gets the whole bound). A timeout or a NATS error becomes a
+    ``StoreUnavailableError`` naming ``what`` was being done."""
     import nats.errors
 
+    loop = asyncio.get_running_loop()
     try:
-        return await asyncio.wait_for(aw, timeout)
+        async with asyncio.timeout(timeout) as scope:
+            yield lambda: scope.reschedule(loop.time() + timeout)
     except TimeoutError:
         raise StoreUnavailableError(
             location,
             f"{what}: no answer from the NATS server within {timeout:g} s "
-            "(is it running and reachable?); nothing after the last acknowledged write is known to be stored",
+            "(is it running and reachable?); nothing after the last acknowledged write is "
+            "known to be stored",
         ) from None
     except nats.errors.Error as exc:
         raise StoreUnavailableError(location, f"{what}: {describe(exc)}") from None

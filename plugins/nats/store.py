@@ -52,7 +52,7 @@ from core.store import (
 )
 
 from . import naming
-from .connection import bounded, connect
+from .connection import bounded, bounded_steps, connect
 from .dlq import JetStreamDeadLetterQueue, open_bucket
 from .layout import Applied, dlq_bucket, ensure_stream, events_config, snapshots_config
 from .reading import RawRecord, scan
@@ -266,8 +266,15 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
             raise StoreUnavailableError(self.url, "the store is closed; open it again")
         ns = self.namespace
         futures: list[asyncio.Future[Any]] = []
+        publish = self.jetstream.publish_async
+        stream = self.events_stream
         try:
-            async with self._send:  # one call's messages back to back: contiguous seqs
+            async with (
+                self._send,  # one call's messages back to back: contiguous seqs
+                bounded_steps(
+                    location=self.url, what="appending events", timeout=self._parsed.timeout
+                ) as step,
+            ):
                 for i, (event, payload) in enumerate(zip(events, payloads, strict=True)):
                     hdrs = naming.event_headers(
                         event.id,
@@ -279,17 +286,9 @@ class JetStreamEventStore(JetStreamDeadLetterQueue):
                         event.causation_id,
                         extra=checked[i] if checked is not None else None,
                     )
-                    futures.append(
-                        await self._call(
-                            self.jetstream.publish_async(
-                                naming.events_subject(ns, event.event_type),
-                                payload,
-                                headers=hdrs,
-                                stream=self.events_stream,
-                            ),
-                            "appending events",
-                        )
-                    )
+                    step()  # each send may wait (nats-py's pending limit): bounded alone
+                    subject = naming.events_subject(ns, event.event_type)
+                    futures.append(await publish(subject, payload, headers=hdrs, stream=stream))
             acks = await self._acks(futures)
         finally:
             for future in futures:
