@@ -464,17 +464,7 @@ class EventBus:
             if self._store is not None:
                 result = await self._publish_durable(event, False, headers or None)
             else:
-                if self._hooks:
-                    self._run_hooks(PublishDetails(event, None, None, "live"))
-                self._active += 1
-                try:
-                    outcomes = await self._dispatch(event, event)
-                finally:
-                    self._active -= 1
-                    if not self._active and self._idle is not None:
-                        self._idle.set()
-                self._counters.published += 1
-                result = await self._settle(event, outcomes, False)
+                result = await self._publish_local(event, False)
         except BaseException as exc:
             error = exc
             raise
@@ -652,6 +642,11 @@ class EventBus:
             return await self._publish_instrumented(self._instrument, event, raise_on_error)
         if self._store is not None:
             return await self._publish_durable(event, raise_on_error)
+        return await self._publish_local(event, raise_on_error)
+
+    async def _publish_local(self, event: Event, raise_on_error: bool | None) -> PublishResult:
+        """Publish without a store through the general path: hooks, middleware, every
+        handler under its policy."""
         if self._hooks:
             self._run_hooks(PublishDetails(event, None, None, "live"))
         self._active += 1

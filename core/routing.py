@@ -19,7 +19,7 @@ import asyncio
 import functools
 import inspect
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeAlias, TypedDict, TypeVar, Unpack, overload
@@ -271,6 +271,27 @@ class Router:
     @property
     def subscriptions(self) -> list[Subscription[Any, Any]]:
         return list(self._subscriptions)
+
+    @classmethod
+    def of(
+        cls, subscriptions: Iterable[Subscription[Any, Any]], *, name: str | None = None
+    ) -> Router:
+        """A Router carrying these subscriptions again: same handlers, names and
+        policies (to hand a bus's subscriptions to another bus)."""
+        router = cls(name=name)
+        for sub in subscriptions:
+            p = sub.policy
+            router.add(
+                sub.event_type,
+                sub.handler,
+                name=sub.name,
+                timeout=p.timeout,
+                max_concurrency=p.max_concurrency,
+                retry=p.retry,
+                breaker=p.breaker,
+                inline=p.inline,
+            )
+        return router
 
     @overload
     def add(

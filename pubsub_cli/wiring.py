@@ -15,24 +15,6 @@ from .targets import LoadedTargets
 __all__ = ["build_bus"]
 
 
-def _router_of(subs: list[Subscription[Any, Any]], name: str) -> Router:
-    """A Router carrying these subscriptions, policies included."""
-    router = Router(name=name)
-    for sub in subs:
-        p = sub.policy
-        router.add(
-            sub.event_type,
-            sub.handler,
-            name=sub.name,
-            timeout=p.timeout,
-            max_concurrency=p.max_concurrency,
-            retry=p.retry,
-            breaker=p.breaker,
-            inline=p.inline,
-        )
-    return router
-
-
 def _include(bus: EventBus, subs: list[Subscription[Any, Any]], name: str) -> None:
     """Include ``subs``, skipping each one the bus already has: the same subscription
     (same name, handler object, event type and policy) reached twice, as when a module
@@ -41,7 +23,7 @@ def _include(bus: EventBus, subs: list[Subscription[Any, Any]], name: str) -> No
     present = bus.subscriptions
     fresh = [sub for sub in subs if not any(_same(sub, had) for had in present)]
     if fresh:
-        bus.include(_router_of(fresh, name))
+        bus.include(Router.of(fresh, name=name))
 
 
 def _same(a: Subscription[Any, Any], b: Subscription[Any, Any]) -> bool:

@@ -97,19 +97,7 @@ def _include(bus: EventBus, subs: list[Subscription[Any, Any]]) -> None:
     fresh = [s for s in subs if not any(_same(s, had) for had in present)]
     if not fresh:
         return
-    router = Router(name="run_handlers")
-    for s in fresh:
-        p = s.policy
-        router.add(
-            s.event_type,
-            s.handler,
-            name=s.name,
-            timeout=p.timeout,
-            max_concurrency=p.max_concurrency,
-            retry=p.retry,
-            breaker=p.breaker,
-            inline=p.inline,
-        )
+    router = Router.of(fresh, name="run_handlers")
     bus.include(router)
 
 
