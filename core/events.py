@@ -457,6 +457,22 @@ _get_causation = _SLOTS["causation_id"].__get__
 _set_causation = _SLOTS["causation_id"].__set__
 _set_correlation = _SLOTS["correlation_id"].__set__
 _materialize_lock = threading.Lock()
+_get_id = _SLOTS["id"].__get__
+_get_created = _SLOTS["created_at"].__get__
+_get_correlation = _SLOTS["correlation_id"].__get__
+
+
+def base_fields(event: Event) -> tuple[UUID, datetime, UUID | None, UUID | None]:
+    """``(id, created_at, correlation_id, causation_id)`` of ``event`` in one call,
+    read from their slots (a store writing many events reads them this way: four
+    attribute reads each go through the base fields' descriptor)."""
+    try:
+        return _get_id(event), _get_created(event), _get_correlation(event), _get_causation(event)
+    except AttributeError:
+        _materialize(event)
+        return _get_id(event), _get_created(event), _get_correlation(event), _get_causation(event)
+
+
 _dispatch_get = _dispatch.get
 
 

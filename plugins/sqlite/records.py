@@ -23,7 +23,7 @@ import orjson
 
 from core.codec import encode
 from core.errors import ChecksumMismatchError
-from core.events import Event
+from core.events import Event, base_fields
 from core.store import (
     NO_HEADERS,
     DeadLetter,
@@ -84,13 +84,12 @@ def event_row(event: Event, headers: Mapping[str, str] | None = None) -> Row:
     """The row of ``event``; ``headers`` (checked by ``core.store.check_headers``) are
     stored as one orjson object, none as NULL."""
     payload = encode(event)
-    corr = event.correlation_id
-    caus = event.causation_id
+    event_id, created, corr, caus = base_fields(event)
     return (
-        event.id.bytes,
+        event_id.bytes,
         event.event_type,
         event.event_version,
-        event.created_at.isoformat(),
+        created.isoformat(),
         payload,
         zlib.crc32(payload),
         None if corr is None else corr.bytes,
