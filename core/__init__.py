@@ -71,7 +71,9 @@ from .routing import Handler as Handler
 from .routing import HandlerContext as HandlerContext
 from .routing import Router as Router
 from .routing import Subscription as Subscription
+from .store import Appender as Appender
 from .store import AppendResult as AppendResult
+from .store import AtomicAppend as AtomicAppend
 from .store import DeadLetter as DeadLetter
 from .store import DeadLetterQueue as DeadLetterQueue
 from .store import DeadLetterReason as DeadLetterReason
@@ -88,6 +90,8 @@ from .store import store_capabilities as store_capabilities
 
 __all__ = [
     "AppendResult",
+    "Appender",
+    "AtomicAppend",
     "AttemptOutcome",
     "BreakerOpenError",
     "BreakerPolicy",

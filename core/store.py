@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -39,6 +40,8 @@ from .events import Event, EventRegistry, default_registry
 __all__ = [
     "NO_HEADERS",
     "AppendResult",
+    "Appender",
+    "AtomicAppend",
     "DeadLetter",
     "DeadLetterQueue",
     "DeadLetterReason",
@@ -429,6 +432,27 @@ class StoreCheck:
     ok: bool
     detail: str
     warning: bool = False
+
+
+class Appender(Protocol):
+    """What appends events: an ``EventStore``, or the appender of an atomic batch."""
+
+    async def append(
+        self,
+        events: Sequence[Event],
+        *,
+        headers: Sequence[Mapping[str, str] | None] | None = None,
+    ) -> list[AppendResult]: ...
+
+
+@runtime_checkable
+class AtomicAppend(Protocol):
+    """A store that can append in parts that commit together:
+    ``async with store.appending() as batch: await batch.append(part)`` stores every
+    part when the block ends, or none if it raises (``pubsub publish --file`` of a file
+    larger than it reads at once). A store without it appends each part on its own."""
+
+    def appending(self) -> AbstractAsyncContextManager[Appender]: ...
 
 
 @runtime_checkable

@@ -47,7 +47,7 @@ from core.store import AppendResult
 
 if TYPE_CHECKING:
     from core.events import Event
-    from core.store import EventStore
+    from core.store import Appender
 
 __all__ = ["SYSTEM", "OpenTelemetryInstrumentation"]
 
@@ -240,7 +240,7 @@ class OpenTelemetryInstrumentation:
 
     # -- publishing without a bus (``pubsub publish --tracing``) ---------------------
 
-    async def append(self, store: EventStore, events: Sequence[Event]) -> list[AppendResult]:
+    async def append(self, store: Appender, events: Sequence[Event]) -> list[AppendResult]:
         """``store.append(events)`` with a producer span per event (siblings under the
         current span, none made current), each event's trace context stored with it."""
         spans = [self._start_publish(event) for event in events]

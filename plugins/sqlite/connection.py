@@ -19,6 +19,7 @@ No ``sqlite3.Error`` leaves this package raw: ``store_error`` turns each into a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import threading
@@ -208,7 +209,10 @@ class FileGuard:
         """After a write: stamp the file's identity into the WAL (``schema.stamp``) when
         this connection has not stamped its current generation yet. One small
         transaction after a process's first write, then one per WAL generation (about
-        every 4 MB of WAL); a process that only reads never writes a stamp."""
+        every 4 MB of WAL); a process that only reads never writes a stamp. Nothing
+        while a transaction is still open (an atomic batch's parts): after its commit."""
+        if conn.in_transaction:
+            return
         if self.checkpointer:
             self._make_room(conn)
         if self._stamper is None:
@@ -221,7 +225,7 @@ class FileGuard:
             self._stamper(conn, self.identity)
             conn.execute("COMMIT")
         except sqlite3.Error:  # the write itself is committed; the next one tries again
-            if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # no transaction left: nothing to undo
                 conn.execute("ROLLBACK")
             return
         self._stamped_salt = self.wal_salt()

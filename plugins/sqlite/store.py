@@ -29,6 +29,7 @@ all further appends, acknowledgements and reads instead of writing into a lost i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import sqlite3
 import time
@@ -49,6 +50,7 @@ from core.errors import (
 )
 from core.events import Event
 from core.store import (
+    Appender,
     AppendResult,
     DeadLetter,
     DeadLetterStatus,
@@ -64,7 +66,7 @@ from core.store import (
 
 from . import records, schema, transactions
 from .connection import FileGuard, Link, connect, not_writable, store_error
-from .writer import GroupCommitWriter
+from .writer import GroupCommitWriter, PutRows, Row
 
 __all__ = ["SQLiteEventStore", "SQLiteStoreStatistics", "open_sqlite_store"]
 
@@ -419,16 +421,23 @@ class SQLiteEventStore:
         """Append durably: returns once the group commit holding these events is done."""
         if self._writer is None:
             self._refuse_writes()
-        extra = check_headers(headers, len(events))
-        # An encode error refuses the whole call.
-        if extra is None:
-            rows = [records.event_row(e) for e in events]
-        else:
-            rows = [records.event_row(e, h) for e, h in zip(events, extra, strict=True)]
+        rows = _rows(events, headers)
         if not rows:
             return []
         assert self._writer is not None
         return await self._writer.append(rows, [e.id for e in events])
+
+    @contextlib.asynccontextmanager
+    async def appending(self) -> AsyncIterator[Appender]:
+        """Appends that commit together (``core.store.AtomicAppend``): everything appended
+        through the appender inside the block is one transaction, committed when the
+        block ends and rolled back, with nothing stored, if it raises (a full disk
+        halfway through a large file, Ctrl-C). Other appends of this store wait."""
+        if self._writer is None:
+            self._refuse_writes()
+        assert self._writer is not None
+        async with self._writer.atomically() as put:
+            yield _Appender(put)
 
     async def read(
         self,
@@ -746,3 +755,32 @@ async def open_sqlite_store(
         return await SQLiteEventStore.open(url, wall_clock=wall_clock)
     except sqlite3.Error as exc:
         raise store_error(url, exc) from exc
+
+
+def _rows(events: Sequence[Event], headers: Sequence[Mapping[str, str] | None] | None) -> list[Row]:
+    """The rows of ``events``; an encode error or bad headers refuse the whole call."""
+    extra = check_headers(headers, len(events))
+    if extra is None:
+        return [records.event_row(e) for e in events]
+    return [records.event_row(e, h) for e, h in zip(events, extra, strict=True)]
+
+
+class _Appender:
+    """The appender of one ``appending()`` block: each call adds its events to the
+    block's transaction (sequence numbers as if committed; nothing is until the end)."""
+
+    __slots__ = ("_put",)
+
+    def __init__(self, put: PutRows) -> None:
+        self._put = put
+
+    async def append(
+        self,
+        events: Sequence[Event],
+        *,
+        headers: Sequence[Mapping[str, str] | None] | None = None,
+    ) -> list[AppendResult]:
+        rows = _rows(events, headers)
+        if not rows:
+            return []
+        return await self._put(rows, [e.id for e in events])

@@ -16,11 +16,13 @@ transaction) is answered with its original sequence number and ``duplicate=True`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from functools import partial
+from typing import Any, TypeVar
 from uuid import UUID
 
 from core.store import AppendResult
@@ -59,6 +61,7 @@ _LAST = "SELECT seq, appended_at FROM events ORDER BY seq DESC LIMIT 1"
 _BY_ID = "SELECT seq FROM events WHERE event_id = ?"
 
 
+T = TypeVar("T")
 _Done = tuple[list[list[AppendResult]], int]  # each request's results, events appended
 
 
@@ -165,6 +168,31 @@ def commit_batch(
     return done
 
 
+def _begin(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def _part(conn: sqlite3.Connection, rows: Sequence[Row], ids: Sequence[UUID]) -> _Done:
+    """One part of an atomic batch, inside the batch's open transaction: under a
+    savepoint of its own, so that the UNIQUE fallback undoes only this part's rows."""
+    conn.execute("SAVEPOINT part")
+    try:
+        done = _append_all(conn, [(rows, ids)])
+    except sqlite3.IntegrityError:
+        conn.execute("ROLLBACK TO part")
+        done = _assign(conn, [(rows, ids)])
+    conn.execute("RELEASE part")
+    return done
+
+
+def _end(conn: sqlite3.Connection, commit: bool) -> None:
+    if conn.in_transaction:
+        conn.execute("COMMIT" if commit else "ROLLBACK")
+
+
+PutRows = Callable[[Sequence[Row], Sequence[UUID]], Awaitable[list[AppendResult]]]
+
+
 class GroupCommitWriter:
     """Queues appends and commits everything queued together, one transaction at a time.
 
@@ -186,6 +214,8 @@ class GroupCommitWriter:
         self._waiters: list[asyncio.Future[list[AppendResult]]] = []
         self._inflight: asyncio.Future[_Done] | None = None
         self._scheduled = False  # a _submit is due on the event loop
+        self._held = False  # an atomic batch has the connection: group commits wait
+        self._exclusive = asyncio.Lock()  # one atomic batch at a time
         self.transactions = 0  # group commits done
         self.events = 0  # events they appended
         self.duplicates = 0  # events answered as duplicates
@@ -197,7 +227,7 @@ class GroupCommitWriter:
         future: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
         self._queue.append((rows, ids))
         self._waiters.append(future)
-        if self._inflight is None and not self._scheduled:
+        if self._inflight is None and not self._scheduled and not self._held:
             # Not at once: let the tasks that are already runnable (typically the callers
             # the last commit woke up) queue their appends for this transaction too.
             self._scheduled = True
@@ -206,7 +236,7 @@ class GroupCommitWriter:
 
     def _submit(self) -> None:
         self._scheduled = False
-        if self._inflight is not None or not self._queue:
+        if self._inflight is not None or not self._queue or self._held:
             return
         batch, self._queue = self._queue, []
         waiters, self._waiters = self._waiters, []
@@ -247,6 +277,54 @@ class GroupCommitWriter:
             self.largest = max(self.largest, size)
         if self._queue:
             self._submit()
+
+    @contextlib.asynccontextmanager
+    async def atomically(self) -> AsyncIterator[PutRows]:
+        """One transaction for everything appended through the function this gives,
+        committed (one fsync) when the block ends, rolled back if it raises: all or
+        nothing, however many parts. Group commits queued meanwhile wait for it."""
+        self._refuse()
+        async with self._exclusive:
+            while self._inflight is not None or self._scheduled or self._queue:
+                if self._inflight is not None:
+                    await asyncio.wait([self._inflight])
+                else:
+                    await asyncio.sleep(0)
+            self._held = True
+            parts: list[_Done] = []
+            try:
+                await self._run(_begin)
+
+                async def put(rows: Sequence[Row], ids: Sequence[UUID]) -> list[AppendResult]:
+                    self._refuse()
+                    done = await self._run(_part, rows, ids)
+                    parts.append(done)
+                    return done[0][0]
+
+                try:
+                    yield put
+                except BaseException:
+                    # The connection's thread runs jobs in order: the rollback comes after
+                    # any part still running, even if this task was cancelled.
+                    await asyncio.shield(self._run(_end, False))
+                    raise
+                await self._run(_end, True)
+                self.transactions += 1
+                size = sum(n for _, n in parts)  # rows inserted
+                given = sum(len(results[0]) for results, _ in parts)  # events appended
+                self.events += size
+                self.duplicates += given - size
+                self.largest = max(self.largest, size)
+            finally:
+                self._held = False
+                if self._queue:
+                    self._submit()
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await self._link.submit(fn, *args)
+        except (sqlite3.Error, ValueError) as exc:
+            raise store_error(self._location, exc) from exc
 
     async def aclose(self) -> None:
         """Wait for the appends already queued to be committed."""

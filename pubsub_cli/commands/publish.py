@@ -28,7 +28,7 @@ import orjson
 import typer
 
 from core.events import Event
-from core.store import AppendResult, EventStore
+from core.store import Appender, AppendResult, AtomicAppend, EventStore
 from pubsub_cli.context import Invocation, open_store, shared_options, shown_url
 from pubsub_cli.inputs import InputError, event_from_json, event_of_line, numbered_lines, open_jsonl
 from pubsub_cli.interrupts import (
@@ -43,10 +43,10 @@ CHUNK = 5_000  # events per append call (one transaction): what bounds memory
 _TICK = 4_096  # lines between progress updates
 
 # How events are appended: ``store.append``, or with a producer span each (--tracing).
-_Append = Callable[[EventStore, list[Event]], Awaitable[list[AppendResult]]]
+_Append = Callable[[Appender, list[Event]], Awaitable[list[AppendResult]]]
 
 
-async def _append(store: EventStore, events: list[Event]) -> list[AppendResult]:
+async def _append(store: Appender, events: list[Event]) -> list[AppendResult]:
     return await store.append(events)
 
 
@@ -89,6 +89,7 @@ class _Appended:
 
     out: Output
     json: IO[bytes] | None  # the --json rows, kept on disk until the document is written
+    held: IO[bytes] | None = None  # the text lines of an atomic batch, until it commits
     appended: int = 0
     duplicates: int = 0
     first_line: int | None = None
@@ -111,7 +112,11 @@ class _Appended:
                     row["line"] = line
                 self.json.write(orjson.dumps(row) + b"\n")
             else:
-                self.out.line(f"{r.seq}" + (" (duplicate: already stored)" if r.duplicate else ""))
+                text = f"{r.seq}" + (" (duplicate: already stored)" if r.duplicate else "")
+                if self.held is not None:
+                    self.held.write(text.encode() + b"\n")
+                else:
+                    self.out.line(text)
         if lines:
             self.first_line = lines[0] if self.first_line is None else self.first_line
             self.last_line = lines[-1]
@@ -119,6 +124,15 @@ class _Appended:
     @property
     def done(self) -> int:
         return self.appended + self.duplicates
+
+    def release(self) -> None:
+        """The batch committed: print the lines held back."""
+        if self.held is None:
+            return
+        self.held.seek(0)
+        for raw in self.held:
+            self.out.line(raw.decode().rstrip("\n"))
+        self.held = None
 
     def where(self) -> str:
         if self.first_line is None:
@@ -150,7 +164,7 @@ def _validate(stream: BinaryIO, source: str, checked: _Checked, inv: Invocation)
 
 
 async def _append_lines(
-    store: EventStore, checked: _Checked, done: _Appended, advance: Any, append: _Append
+    store: Appender, checked: _Checked, done: _Appended, advance: Any, append: _Append
 ) -> None:
     """The second pass: the valid lines again, appended ``CHUNK`` events at a time."""
     events: list[Event] = []
@@ -296,8 +310,9 @@ def _publish_checked(inv: Invocation, checked: _Checked, append: _Append) -> Non
         # Nothing to append: no store is opened (or created) for it.
         _report(inv, _Appended(out, None), checked.skipped, empty=checked.source)
         return
-    with tempfile.TemporaryFile() as rows:
+    with tempfile.TemporaryFile() as rows, tempfile.TemporaryFile() as held:
         done = _Appended(out, rows if inv.json else None)
+        atomic = False  # the store commits the whole file as one transaction
 
         def announce(sig: signal.Signals) -> None:
             out.outcome(
@@ -306,20 +321,35 @@ def _publish_checked(inv: Invocation, checked: _Checked, append: _Append) -> Non
             )
 
         def force(sig: signal.Signals) -> NoReturn:
-            out.outcome(
-                f"{sig.name} again: stopped; {number(done.done)} of {number(total)} event(s) "
-                f"were appended{done.where()}, the chunk being written may be too, the rest "
-                "was not"
-            )
+            if atomic:
+                out.outcome(
+                    f"{sig.name} again: stopped; nothing was appended (the {number(total)} "
+                    "event(s) were one transaction, not committed)"
+                )
+            else:
+                out.outcome(
+                    f"{sig.name} again: stopped; {number(done.done)} of {number(total)} "
+                    f"event(s) were appended{done.where()}, the chunk being written may be "
+                    "too, the rest was not"
+                )
             sys.stdout.flush()
             os._exit(128 + int(sig))
 
         async def go() -> signal.Signals | None:
             async def work() -> None:
+                nonlocal atomic
                 async with open_store(inv.settings, create=True) as store:
                     out.ready(f"appending {number(total)} event(s) to {store.url}")
                     with out.progress(total, "appending") as advance:
-                        await _append_lines(store, checked, done, advance, append)
+                        if isinstance(store, AtomicAppend):
+                            atomic = True
+                            if not inv.json:
+                                done.held = held
+                            async with store.appending() as batch:
+                                await _append_lines(batch, checked, done, advance, append)
+                        else:
+                            await _append_lines(store, checked, done, advance, append)
+                done.release()
 
             _, sig = await finish_despite_signal(work(), announce=announce, force=force)
             return sig
@@ -329,6 +359,13 @@ def _publish_checked(inv: Invocation, checked: _Checked, append: _Append) -> Non
         except Interrupted:
             raise
         except BaseException as exc:
+            if atomic and isinstance(exc, Exception):
+                out.error(
+                    f"{exc}; nothing was appended (the {number(total)} event(s) were one "
+                    "transaction, rolled back)",
+                    exc,
+                )
+                raise typer.Exit(1) from None
             if done.done and isinstance(exc, Exception):
                 out.error(
                     f"{exc}; {number(done.done)} of {number(total)} event(s) had been appended"

@@ -12,7 +12,7 @@ import pytest
 
 from core.events import Event
 from core.store import AppendResult
-from plugins.sqlite.store import SQLiteEventStore
+from plugins.sqlite import store as sqlite_store
 from pubsub_cli.commands import publish as publish_command
 
 from .conftest import CLI, EXAMPLES
@@ -102,14 +102,14 @@ class TestChunks:
     def appends(self, monkeypatch: pytest.MonkeyPatch) -> list[int]:
         """The size of every append the store receives, with chunks of 2 events."""
         sizes: list[int] = []
-        real = SQLiteEventStore.append
+        real = sqlite_store._Appender.append  # the parts of the file's one transaction
 
-        async def spy(self: SQLiteEventStore, events: Any) -> list[AppendResult]:
+        async def spy(self: Any, events: Any, **options: Any) -> list[AppendResult]:
             batch: list[Event] = list(events)
             sizes.append(len(batch))
-            return await real(self, batch)
+            return await real(self, batch, **options)
 
-        monkeypatch.setattr(SQLiteEventStore, "append", spy)
+        monkeypatch.setattr(sqlite_store._Appender, "append", spy)
         monkeypatch.setattr(publish_command, "CHUNK", 2)
         return sizes
 
@@ -146,6 +146,29 @@ class TestChunks:
         assert appends == [2, 1]
         assert [e["seq"] for e in doc["events"]] == [1, 2, 3]
         assert [e["line"] for e in doc["events"]] == [1, 2, 3]
+
+    def test_a_full_disk_after_several_chunks_appends_nothing(
+        self, cli: CLI, tmp_path: Path, appends: list[int]
+    ) -> None:
+        """The store fills up several chunks into the file: the whole input is one
+        transaction, so nothing of it is stored, no seq is printed, and the error says
+        so; what the log held before stays."""
+        first = cli("publish", "--app", ORDERS, "--file", "-", input=line("A-0") + "\n")
+        assert first.exit_code == 0, first.stderr
+        url = f"sqlite:///{cli.db}?max_page_count=40"
+        path = tmp_path / "big.jsonl"
+        note = "x" * 1_500  # about 40 events fill the capped file
+        path.write_text(
+            "".join(line(f"B-{n}").replace('"BOOK"', f'"{note}"') + "\n" for n in range(400))
+        )
+        r = cli("--store", url, "publish", "--app", ORDERS, "--file", str(path))
+        assert r.exit_code == 1
+        assert len(appends) > 2  # it failed several chunks (of 2) into the file
+        assert "nothing was appended (the 400 event(s) were one transaction, rolled back)" in (
+            r.error_line
+        )
+        assert r.stdout == ""
+        assert [e["data"]["order_id"] for e in stored(cli)] == ["A-0"]
 
     def test_no_event_creates_no_store(self, cli: CLI) -> None:
         """An input with no event (blank lines) appends nothing and creates no store."""

@@ -394,6 +394,68 @@ class TestGroupCommit:
         assert await store.last_seq() == 2 * size
         assert [r.decode() async for r in store.read(from_seq=size + 1)] == again
 
+    async def test_parts_appended_in_one_block_commit_together(self, db: Path) -> None:
+        """appending(): parts get running seqs, a duplicate across parts keeps its first
+        seq, another reader sees nothing until the block ends, then everything; an
+        append of another caller meanwhile waits and lands after the block."""
+        async with (
+            await open_sqlite_store(url_of(db)) as store,
+            await open_sqlite_store(url_of(db, "?mode=ro")) as reader,
+        ):
+            first = [Tick(i) for i in range(150)]
+            second = [Tick(1000 + i) for i in range(50)]
+            async with store.appending() as batch:
+                one = await batch.append(first)
+                two = await batch.append([first[7], *second])
+                assert await reader.last_seq() == 0
+                other = asyncio.ensure_future(store.append([Tick(5000)]))
+                for _ in range(20):
+                    await asyncio.sleep(0)
+                assert not other.done()
+            assert [r.seq for r in one] == list(range(1, 151))
+            assert (two[0].seq, two[0].duplicate) == (8, True)
+            assert [r.seq for r in two[1:]] == list(range(151, 201))
+            assert (await asyncio.wait_for(other, 10))[0].seq == 201
+            assert await reader.last_seq() == 201
+            stats = store.statistics()
+            assert (stats.events, stats.duplicates) == (201, 1)
+
+    async def test_a_block_that_raises_stores_nothing(self, db: Path) -> None:
+        """An exception inside appending() rolls every part back; the store goes on."""
+        async with await open_sqlite_store(url_of(db)) as store:
+            await store.append([Tick(0)])
+
+            async def stopped() -> None:
+                async with store.appending() as batch:
+                    await batch.append([Tick(i) for i in range(1, 300)])
+                    raise RuntimeError("stop")
+
+            with pytest.raises(RuntimeError, match="stop"):
+                await stopped()
+            assert await store.last_seq() == 1
+            assert (await store.append([Tick(9)]))[0].seq == 2
+
+    async def test_a_full_disk_halfway_stores_none_of_the_parts(self, db: Path) -> None:
+        """A part that does not fit fails the whole block: the parts before it are not
+        stored either, and what was committed before the block stays."""
+        async with await open_sqlite_store(url_of(db, "?max_page_count=60")) as store:
+            await store.append([Tick(0)])
+            parts = 0
+
+            async def until_full() -> None:
+                nonlocal parts
+                async with store.appending() as batch:
+                    for k in range(1000):
+                        await batch.append([Tick(k, note="n" * 2_000) for _ in range(10)])
+                        parts += 1
+
+            with pytest.raises(StoreUnavailableError, match="full"):
+                await until_full()
+            assert parts > 1
+            assert await store.last_seq() == 1
+            assert [r.seq async for r in store.read()] == [1]
+            assert await store.integrity_check() == ["ok"]
+
     async def test_failed_commit_fails_every_waiter(self, db: Path) -> None:
         """When the shared transaction fails every waiting caller gets the error, none commit."""
         async with await open_sqlite_store(url_of(db, "?max_page_count=40")) as store:
