@@ -291,15 +291,16 @@ class GroupCommitWriter:
                 else:
                     await asyncio.sleep(0)
             self._held = True
-            parts: list[_Done] = []
+            counts = [0, 0]  # events given, rows inserted (not the results: memory stays flat)
             try:
                 await self._run(_begin)
 
                 async def put(rows: Sequence[Row], ids: Sequence[UUID]) -> list[AppendResult]:
                     self._refuse()
-                    done = await self._run(_part, rows, ids)
-                    parts.append(done)
-                    return done[0][0]
+                    (results,), inserted = await self._run(_part, rows, ids)
+                    counts[0] += len(results)
+                    counts[1] += inserted
+                    return results
 
                 try:
                     yield put
@@ -310,8 +311,7 @@ class GroupCommitWriter:
                     raise
                 await self._run(_end, True)
                 self.transactions += 1
-                size = sum(n for _, n in parts)  # rows inserted
-                given = sum(len(results[0]) for results, _ in parts)  # events appended
+                given, size = counts
                 self.events += size
                 self.duplicates += given - size
                 self.largest = max(self.largest, size)
