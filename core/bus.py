@@ -199,6 +199,7 @@ class EventBus:
         self._counters = _Counters()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._active = 0
+        self._awaiting = 0  # durable publishes waiting on this bus's own consumer
         self._idle: asyncio.Event | None = None
         self._closed = False
         self._started = False
@@ -833,11 +834,15 @@ class EventBus:
             if self._hooks:
                 self._run_hooks(PublishDetails(event, appended.seq, None, "live"))
             return PublishResult(event, (), appended.seq)
+        # Counted for drain() while the consumer admits and dispatches it; the dispatch
+        # itself (deliver) counts the event again, so statistics subtract this count.
         self._active += 1
+        self._awaiting += 1
         try:
             outcomes = await consumer.dispatch_appended(appended.seq, event)
         finally:
             self._active -= 1
+            self._awaiting -= 1
             if not self._active and self._idle is not None:
                 self._idle.set()
         result = PublishResult(event, outcomes, appended.seq)
@@ -1054,7 +1059,7 @@ class EventBus:
             handled_ok=c.ok + ok,
             handled_failed=c.failed,
             dead_lettered=c.dead_lettered,
-            in_flight=self._active,
+            in_flight=self._active - self._awaiting,
             last_seq=last_seq,
             checkpoint=consumer.checkpoint if consumer is not None else 0,
             internal_errors=len(c.internal_errors),

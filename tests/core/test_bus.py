@@ -159,6 +159,29 @@ class TestRaiseOnError:
         assert stats.dead_lettered == 2
         assert stats.in_flight == 0
 
+    @pytest.mark.parametrize("store", [False, True])
+    async def test_in_flight_counts_each_event_once(self, store: bool) -> None:
+        """Three publishes whose handler is held: in flight 3, with or without a store
+        (a durable publish that this bus also dispatches is one event, not two)."""
+        gate = asyncio.Event()
+        entered = 0
+
+        async def held(event: Order) -> None:
+            nonlocal entered
+            entered += 1
+            await gate.wait()
+
+        async with EventBus(MemoryEventStore() if store else None) as bus:
+            bus.subscribe(Order, name="held")(held)
+            publishes = [asyncio.ensure_future(bus.publish_async(Order())) for _ in range(3)]
+            for _ in range(50):
+                await asyncio.sleep(0)
+            assert entered == 3
+            assert bus.statistics().in_flight == 3
+            gate.set()
+            await asyncio.wait_for(asyncio.gather(*publishes), 10)
+            assert bus.statistics().in_flight == 0
+
 
 class CommitLog(MemoryEventStore):
     """A memory store that records each checkpoint commit with what had finished then."""
