@@ -74,7 +74,7 @@ class Runner(Generic[E, R]):
         "rng",
         "semaphore",
         "subscription",
-        "tracks_threads",
+        "track_thread",
     )
 
     def __init__(
@@ -97,7 +97,8 @@ class Runner(Generic[E, R]):
         self.policy = policy
         self.is_async = is_async_handler(subscription.handler)
         self.clock = clock
-        self.tracks_threads = isinstance(clock, ThreadAwareClock)
+        # A clock that wants to know of executor work (a fake clock must not jump then).
+        self.track_thread = clock.track if isinstance(clock, ThreadAwareClock) else None
         self.rng = rng
         self.executor = executor
         self.breaker = breaker
@@ -138,8 +139,8 @@ class Runner(Generic[E, R]):
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
         work = loop.run_in_executor(self.executor(), ctx.run, self.fn, *args)
-        if self.tracks_threads:
-            self.clock.track(work)  # type: ignore[attr-defined]
+        if self.track_thread is not None:
+            self.track_thread(work)
         return await work
 
     def _context(self, event: E) -> HandlerContext[E]:

@@ -332,15 +332,20 @@ class Invocation:
         return self.with_store(on_store)
 
 
-TracingOption = Annotated[
-    bool,
-    typer.Option(
+def tracing_flag(what: str) -> Any:
+    """The ``--tracing`` flag (env ``PUBSUB_TRACING``) of a command, for
+    ``Annotated[bool, tracing_flag(...)]``; ``what`` says what tracing does there."""
+    return typer.Option(
         "--tracing",
         envvar="PUBSUB_TRACING",
         show_envvar=True,
-        help="Trace with OpenTelemetry: each dispatch a new trace linked to the event's "
-        "stored one (extra otel; the SDK and exporter are configured by your handlers module)",
-    ),
+        help=f"Trace with OpenTelemetry: {what} (extra otel; the SDK and exporter are "
+        "configured by your handlers module or opentelemetry-instrument)",
+    )
+
+
+TracingOption = Annotated[
+    bool, tracing_flag("each dispatch a new trace linked to the event's stored one")
 ]
 VerboseOption = Annotated[
     int,

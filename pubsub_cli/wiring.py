@@ -12,10 +12,10 @@ from core.store import EventStore
 
 from .targets import LoadedTargets
 
-__all__ = ["build_bus"]
+__all__ = ["adopt_bus", "build_bus", "include_new"]
 
 
-def _include(bus: EventBus, subs: list[Subscription[Any, Any]], name: str) -> None:
+def include_new(bus: EventBus, subs: list[Subscription[Any, Any]], name: str) -> None:
     """Include ``subs``, skipping each one the bus already has: the same subscription
     (same name, handler object, event type and policy) reached twice, as when a module
     holds both a Router and an EventBus that includes it, or a TARGET is given twice.
@@ -51,17 +51,23 @@ def build_bus(
         raise PluginLoadError("TARGET", "no routers were loaded: pass a handlers file or module")
     bus = EventBus(store, group=group, consume=consume, **options)
     for _, router in loaded.routers:
-        _include(bus, router.subscriptions, repr(router))
+        include_new(bus, router.subscriptions, repr(router))
     seen: list[EventBus] = []
     for _, source in loaded.buses:
         if any(source is other for other in seen):
             continue
         seen.append(source)
-        _include(bus, source.subscriptions, f"from {source!r}")
-        for mw in source.middleware:
-            if not any(mw is had for had in bus.middleware):
-                bus.add_middleware(mw)
-        for hook in source.hooks:
-            if not any(hook is had for had in bus.hooks):
-                bus.on_publish(hook)
+        adopt_bus(bus, source)
     return bus
+
+
+def adopt_bus(bus: EventBus, source: EventBus) -> None:
+    """Give ``bus`` what a ready-made ``source`` bus holds: its subscriptions, its
+    middleware and its hooks, each only if ``bus`` does not have it yet."""
+    include_new(bus, source.subscriptions, f"from {source!r}")
+    for mw in source.middleware:
+        if not any(mw is had for had in bus.middleware):
+            bus.add_middleware(mw)
+    for hook in source.hooks:
+        if not any(hook is had for had in bus.hooks):
+            bus.on_publish(hook)

@@ -20,7 +20,7 @@ from core.bus import EventBus
 from core.clock import Clock, RandomSource
 from core.events import Event
 from core.results import PublishResult
-from core.routing import Router, Subscription
+from core.routing import Router
 from core.store import EventStore
 from core.testing import FakeClock, ScriptedRandom
 
@@ -81,45 +81,21 @@ def _load(targets: Sequence[Target], app_dir: Path | None) -> tuple[list[Router]
     return routers, buses
 
 
-def _same(a: Subscription[Any, Any], b: Subscription[Any, Any]) -> bool:
-    return (
-        a.name == b.name
-        and a.handler is b.handler
-        and a.event_type is b.event_type
-        and a.policy == b.policy
-    )
-
-
-def _include(bus: EventBus, subs: list[Subscription[Any, Any]]) -> None:
-    """Include the subscriptions ``bus`` does not have yet (the same router or module
-    given twice, or run twice on one bus, is taken once)."""
-    present = bus.subscriptions
-    fresh = [s for s in subs if not any(_same(s, had) for had in present)]
-    if not fresh:
-        return
-    router = Router.of(fresh, name="run_handlers")
-    bus.include(router)
-
-
 def include_targets(
     bus: EventBus, target: Target | Sequence[Target], *, app_dir: Path | None = None
 ) -> None:
     """Give ``bus`` the subscriptions (and, of a target's EventBus, the middleware and
     hooks) that ``target`` holds, as ``pubsub run`` would."""
+    # The command line's own wiring: it imports only core (never typer or rich).
+    from pubsub_cli.wiring import adopt_bus, include_new
+
     targets = list(target) if isinstance(target, list | tuple) else [cast(Target, target)]
     routers, buses = _load(targets, app_dir)
     for router in routers:
-        _include(bus, router.subscriptions)
+        include_new(bus, router.subscriptions, "run_handlers")
     for source in buses:
-        if source is bus:
-            continue
-        _include(bus, source.subscriptions)
-        for mw in source.middleware:
-            if not any(mw is had for had in bus.middleware):
-                bus.add_middleware(mw)
-        for hook in source.hooks:
-            if not any(hook is had for had in bus.hooks):
-                bus.on_publish(hook)
+        if source is not bus:
+            adopt_bus(bus, source)
 
 
 async def run_handlers(

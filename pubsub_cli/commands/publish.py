@@ -29,7 +29,7 @@ import typer
 
 from core.events import Event
 from core.store import Appender, AppendResult, AtomicAppend, EventStore
-from pubsub_cli.context import Invocation, open_store, shared_options, shown_url
+from pubsub_cli.context import Invocation, open_store, shared_options, shown_url, tracing_flag
 from pubsub_cli.inputs import InputError, event_from_json, event_of_line, numbered_lines, open_jsonl
 from pubsub_cli.interrupts import (
     Interrupted,
@@ -39,7 +39,7 @@ from pubsub_cli.interrupts import (
 )
 from pubsub_cli.output import Output, json_with_array, number
 
-CHUNK = 5_000  # events per append call (one transaction): what bounds memory
+CHUNK = 5_000  # events per append call (part of the one transaction): what bounds memory
 _TICK = 4_096  # lines between progress updates
 
 # How events are appended: ``store.append``, or with a producer span each (--tracing).
@@ -222,14 +222,7 @@ def publish(
         typer.Option("--skip-invalid", help="Append the valid lines and report the others"),
     ] = False,
     tracing: Annotated[
-        bool,
-        typer.Option(
-            "--tracing",
-            envvar="PUBSUB_TRACING",
-            show_envvar=True,
-            help="A producer span per event, its trace context stored with it (extra otel; "
-            "the SDK is configured by an --app module or opentelemetry-instrument)",
-        ),
+        bool, tracing_flag("a producer span per event, its trace context stored with it")
     ] = False,
 ) -> None:
     """Validate events against their registered classes and append them durably."""

@@ -20,7 +20,7 @@ import typer
 from core.bus import EventBus
 from core.errors import GroupLockedError, PubSubError, StoreUnavailableError
 from core.hooks import PublishDetails
-from pubsub_cli.context import Invocation, open_store, shared_options, shown_url
+from pubsub_cli.context import Invocation, open_store, shared_options, shown_url, tracing_flag
 from pubsub_cli.inputs import InputError, parse_line
 from pubsub_cli.logs import LIBRARY_LOGGER, redact_url
 from pubsub_cli.output import Output, number
@@ -438,16 +438,7 @@ def run(
             "[default: off]",
         ),
     ] = None,
-    tracing: Annotated[
-        bool,
-        typer.Option(
-            "--tracing",
-            envvar="PUBSUB_TRACING",
-            show_envvar=True,
-            help="Trace with OpenTelemetry, continuing each event's stored trace (extra "
-            "otel; the SDK and exporter are configured by your handlers module)",
-        ),
-    ] = False,
+    tracing: Annotated[bool, tracing_flag("each event's stored trace continued")] = False,
 ) -> None:
     """Run handlers as the group's worker: catch up, follow new events, drain on signal."""
     settings = inv.resolve(group=group, graceful_timeout=graceful_timeout, lease_ttl=lease_ttl)

@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
+# Another project's test file, run as data in a subprocess with and without the plugin:
+# it must pass, fail, skip and xfail exactly alike both times (test_fails fails on
+# purpose; the comparison, not these asserts, is what this suite checks).
 FOREIGN_TESTS = """
+import asyncio
 import sys
 
 import pytest
@@ -28,7 +32,7 @@ def test_passes(bus):
 
 
 def test_fails():
-    assert 1 + 1 == 3
+    assert sorted("cba") == ["a", "b"]  # a deliberate failure
 
 
 @pytest.mark.parametrize("n", [1, 2])
@@ -48,7 +52,7 @@ def test_xfails():
 
 @pytest.mark.asyncio
 async def test_async():
-    assert True
+    assert await asyncio.sleep(0, result="slept") == "slept"
 
 
 def test_nothing_of_pubsub_was_imported():
